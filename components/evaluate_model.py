@@ -1,0 +1,49 @@
+"""Component: evaluate the model on the latest time window."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from components import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def evaluate_model(
+    model: Input[Model],
+    test_data: Input[Dataset],
+    feature_manifest: Input[Artifact],
+    decision_threshold: float,
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    report: Output[HTML],
+    evaluation: Output[Artifact],
+) -> None:
+    """Compute test metrics, the ROC curve and confusion matrix, and an HTML report.
+
+    Args:
+        model: the trained model folder.
+        test_data: test rows from the latest window (Parquet).
+        feature_manifest: feature names, service and windows (JSON).
+        decision_threshold: score at or above which a transaction is called fraud.
+        metrics: accuracy, ROC-AUC, PR-AUC, precision, recall, F1.
+        classification_metrics: ROC curve and confusion matrix for the Kubeflow UI.
+        report: HTML report with ROC, precision-recall and score plots.
+        evaluation: every metric and the test window (JSON), input of the gate.
+    """
+    from kaizen.pipeline_steps import evaluate_step
+
+    result = evaluate_step(
+        model.path,
+        test_data.path,
+        feature_manifest.path,
+        evaluation_path=evaluation.path,
+        report_path=report.path,
+        threshold=decision_threshold,
+    )
+    values = result["metrics"]
+    for name in ("accuracy", "roc_auc", "pr_auc", "precision", "recall", "f1"):
+        metrics.log_metric(name, float(values[name]))
+    roc = values["roc_curve"]
+    classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    classification_metrics.log_confusion_matrix(
+        values["confusion_matrix_labels"], values["confusion_matrix"]
+    )

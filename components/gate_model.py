@@ -1,0 +1,39 @@
+"""Component: the quality gate; its output decides whether the model is published."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Output
+
+from components import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def gate_model(
+    evaluation: Input[Artifact],
+    min_accuracy: float,
+    min_roc_auc: float,
+    min_recall: float,
+    decision: Output[Artifact],
+) -> str:
+    """Check the evaluation against the policy thresholds.
+
+    Args:
+        evaluation: test metrics (JSON) from evaluate_model.
+        min_accuracy: lowest accepted accuracy.
+        min_roc_auc: lowest accepted ROC-AUC.
+        min_recall: lowest accepted recall at the decision threshold.
+        decision: pass or fail with every check and reason (JSON).
+
+    Returns:
+        "pass" or "fail".
+    """
+    from kaizen.pipeline_steps import gate_step
+
+    result = gate_step(
+        evaluation.path,
+        decision.path,
+        min_accuracy=min_accuracy,
+        min_roc_auc=min_roc_auc,
+        min_recall=min_recall,
+    )
+    decision.metadata["passed"] = bool(result["passed"])
+    return "pass" if result["passed"] else "fail"

@@ -1,0 +1,122 @@
+"""The end-of-run summary: rows, features, metrics, gate decision, where things are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kaizen.runner import RunResult
+
+METRIC_ORDER = ("accuracy", "roc_auc", "pr_auc", "precision", "recall", "f1")
+
+
+@dataclass
+class RunSummary:
+    """Everything a person wants to know after ``kaizen run``, also as a dict for tests/JSON."""
+
+    run_id: str
+    state: str
+    seconds: float
+    data: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    published: dict[str, Any] = field(default_factory=dict)
+    report: str | None = None
+    notification: dict[str, Any] = field(default_factory=dict)
+    log_path: str = ""
+    error: str | None = None
+
+    def rows(self) -> list[tuple[str, str]]:
+        out = [("state", self.state), ("duration", f"{self.seconds:.0f}s")]
+        if self.data:
+            out.append(("data", f"{self.data.get('rows', '?')} rows from {self.data.get('source', '?')}"))
+            if "start" in self.data:
+                out.append(("time range", f"{self.data['start']} .. {self.data.get('end', '?')}"))
+        if self.features:
+            names = self.features.get("feature_names", [])
+            out.append(
+                ("features", f"{len(names)} from service {self.features.get('feature_service', '?')}")
+            )
+            split_rows = self.features.get("rows", {})
+            if split_rows:
+                out.append(
+                    (
+                        "splits",
+                        ", ".join(f"{name} {count}" for name, count in split_rows.items()),
+                    )
+                )
+        if self.training:
+            out.append(
+                (
+                    "training",
+                    f"{self.training.get('epochs_run', '?')} epochs, "
+                    f"best epoch {self.training.get('best_epoch', '?')}",
+                )
+            )
+        if self.metrics:
+            out.append(
+                (
+                    "test metrics",
+                    "  ".join(f"{name} {self.metrics[name]:.3f}" for name in METRIC_ORDER if name in self.metrics),
+                )
+            )
+        if self.gate:
+            verdict = "PASS" if self.gate.get("passed") else "FAIL"
+            out.append(("gate", verdict))
+            for reason in self.gate.get("reasons", []):
+                out.append(("", str(reason)))
+        if self.published:
+            out.append(("model", str(self.published.get("model_uri", "?"))))
+            if self.published.get("already_published"):
+                out.append(("", "this exact model was already published; nothing rewritten"))
+        elif self.gate:
+            out.append(("model", "not published (gate failed)" if not self.gate.get("passed") else "?"))
+        if self.report:
+            out.append(("report", self.report))
+        if self.notification:
+            delivered = self.notification.get("delivered")
+            webhook = self.notification.get("webhook")
+            out.append(
+                ("notify", f"{'sent to ' + str(webhook) if delivered else 'logged'}"
+                 + (f" (webhook error: {self.notification.get('error')})" if self.notification.get("error") else ""))
+            )
+        out.append(("log", self.log_path))
+        return out
+
+
+def summarize_run(result: RunResult) -> RunSummary:
+    """Read the run's artifacts into a summary; missing parts (failed steps) are left out."""
+    summary = RunSummary(
+        run_id=result.run_id,
+        state=result.state,
+        seconds=result.seconds,
+        log_path=str(result.log_path),
+        error=result.error,
+    )
+    ingest = result.executor_output("ingest-data")
+    artifacts = ingest.get("artifacts", {}).get("transactions", {}).get("artifacts", [])
+    if artifacts:
+        summary.data = dict(artifacts[0].get("metadata", {}))
+    summary.features = result.json_artifact("build-features", "feature_manifest") or {}
+    model_dir = result.artifact("train-model", "model")
+    if model_dir is not None and (model_dir / "metadata.json").is_file():
+        import json
+
+        summary.training = json.loads((model_dir / "metadata.json").read_text())
+    evaluation = result.json_artifact("evaluate-model", "evaluation") or {}
+    metrics = evaluation.get("metrics", {})
+    summary.metrics = {
+        name: float(metrics[name]) for name in METRIC_ORDER if isinstance(metrics.get(name), int | float)
+    }
+    summary.gate = result.json_artifact("gate-model", "decision") or {}
+    summary.published = result.json_artifact("publish-model", "published") or {}
+    report = result.artifact("evaluate-model", "report")
+    summary.report = str(report) if report else None
+    summary.notification = (
+        result.json_artifact("notify-run", "notification")
+        or result.json_artifact("notify", "notification")
+        or {}
+    )
+    return summary

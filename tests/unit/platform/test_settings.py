@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+
+from kaizen.settings import SettingsError, load_settings
+
+
+def test_defaults_resolve_home_to_an_absolute_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAIZEN_HOME")
+    settings = load_settings()
+    assert settings.home == (Path.cwd() / ".kaizen")
+    assert settings.environment == "development"
+    assert settings.webhook_url is None
+
+
+def test_home_from_environment(kaizen_home: Path) -> None:
+    assert load_settings().home == kaizen_home
+    assert load_settings().object_store_dir == kaizen_home / "objects"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("KAIZEN_ENVIRONMENT", "staging", "'development' or 'production'"),
+        ("KAIZEN_WEBHOOK_URL", "not a url", "URL"),
+        ("KAIZEN_STORAGE_BACKEND", "ftp", "'local'"),
+        ("KAIZEN_LOG_LEVEL", "LOUD", "'DEBUG'"),
+    ],
+)
+def test_invalid_value_names_the_variable_and_what_was_expected(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert variable in message
+    assert expected in message
+    assert repr(value) in message
+
+
+def test_empty_webhook_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAIZEN_WEBHOOK_URL", "")
+    assert load_settings().webhook_url is None
