@@ -45,5 +45,5 @@ def evaluate_model(
     roc = values["roc_curve"]
     classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
     classification_metrics.log_confusion_matrix(
-        values["confusion_matrix_labels"], values["confusion_matrix"]
+        values["class_labels"], values["confusion_matrix"]
     )

@@ -207,7 +207,9 @@ def _as_1d(values: Any, name: str) -> npt.NDArray[np.float64]:
 
 def _describe_bad(array: npt.NDArray[np.float64], bad: npt.NDArray[np.bool_]) -> str:
     index = int(np.flatnonzero(bad)[0])
-    return f"{int(bad.sum())} of {array.size}, first at index {index} (value {float(array[index])!r})"
+    return (
+        f"{int(bad.sum())} of {array.size}, first at index {index} (value {float(array[index])!r})"
+    )
 
 
 def validate_inputs(

@@ -1,0 +1,504 @@
+"""Feast operations: apply the repo, materialize, historical and online retrieval.
+
+Feature names are Feast's full names, ``<feature view>__<feature>`` (for example
+``customer_stats_fv__txn_count_1h``): unique across views, the same in training frames and
+online responses, and readable back to the definition that produced them.
+
+Missing values mean "no activity" and are filled with 0 in both training and serving: a
+feature view's TTL equals its longest window, so a row Feast drops as expired, or a
+customer with no earlier row, can only stand for empty windows (see ``feature_repo/``).
+
+``feature_store.yaml`` places the registry and the online store under ``${KAIZEN_HOME}``
+and the definitions place the sources there, both read when Feast loads the repo; the
+functions here take ``kaizen_home`` explicitly and set the variable only while loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from kaizen.data.columns import (
+    AMOUNT,
+    CUSTOMER_ID,
+    EVENT_TIMESTAMP,
+    LABEL,
+    LABEL_TIMESTAMP,
+    MERCHANT_ID,
+    TRANSACTION_ID,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+DEFAULT_FEATURE_SERVICE = "fraud_model_v1"
+FEATURE_STORE_YAML = "feature_store.yaml"
+# Request-time field of the on-demand view: the scored transaction's own time.
+TRANSACTION_TIME = "transaction_time"
+
+LABEL_EVENT_COLUMNS: tuple[str, ...] = (
+    TRANSACTION_ID,
+    CUSTOMER_ID,
+    MERCHANT_ID,
+    AMOUNT,
+    EVENT_TIMESTAMP,
+    LABEL,
+)
+ONLINE_REQUEST_FIELDS: tuple[str, ...] = (CUSTOMER_ID, MERCHANT_ID, AMOUNT, EVENT_TIMESTAMP)
+_UNSET_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+class FeatureRepoError(RuntimeError):
+    """The feature repository is missing, invalid, or cannot be applied."""
+
+
+def feature_data_dir(kaizen_home: str | os.PathLike[str]) -> Path:
+    """Directory of the parquet sources in the embedded default: ``$KAIZEN_HOME/feast/data``."""
+    return Path(kaizen_home).expanduser().absolute() / "feast" / "data"
+
+
+def load_feature_store(
+    repo_path: str | os.PathLike[str], kaizen_home: str | os.PathLike[str]
+) -> FeatureStore:
+    """Open an applied feature repo without changing its registry (for serving and reads).
+
+    Args:
+        repo_path: The Feast repo (``feature_repo/``).
+        kaizen_home: Home of the registry, online store and sources.
+
+    Returns:
+        A ``feast.FeatureStore`` on ``$KAIZEN_HOME/feast``.
+
+    Raises:
+        FeatureRepoError: naming the path and the problem.
+    """
+    repo, home = _check_repo(repo_path), _absolute(kaizen_home)
+    with _kaizen_home_env(home):
+        return _open_store(repo, home)
+
+
+def apply_feature_repo(
+    repo_path: str | os.PathLike[str], kaizen_home: str | os.PathLike[str]
+) -> FeatureStore:
+    """Register the repo's definitions, like ``feast apply`` run in ``repo_path``.
+
+    Runs Feast's own apply path (the one behind the CLI), so a re-run with unchanged
+    definitions changes nothing, and definitions removed from the repo are removed from the
+    registry.
+
+    Args:
+        repo_path: The Feast repo (``feature_repo/``).
+        kaizen_home: Home of the registry, online store and sources; created if missing.
+
+    Returns:
+        The ``feast.FeatureStore`` whose registry now holds the definitions.
+
+    Raises:
+        FeatureRepoError: naming the path and the problem (missing repo or
+            ``feature_store.yaml``, invalid configuration, definitions that fail to load
+            or to apply).
+    """
+    from feast import Project
+    from feast.repo_operations import apply_total_with_repo_instance, parse_repo
+
+    repo, home = _check_repo(repo_path), _absolute(kaizen_home)
+    (home / "feast").mkdir(parents=True, exist_ok=True)
+    with _kaizen_home_env(home):
+        store = _open_store(repo, home)
+        with _definitions_importable(repo):
+            try:
+                contents = parse_repo(repo)
+            except Exception as error:
+                raise FeatureRepoError(
+                    f"feature repo {repo}: loading the definitions failed: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+        project = store.config.project
+        names = [declared.name for declared in contents.projects]
+        if any(name != project for name in names):
+            raise FeatureRepoError(
+                f"feature repo {repo}: Project object(s) {names} do not match project "
+                f"{project!r} of {repo / FEATURE_STORE_YAML}"
+            )
+        if not contents.projects:
+            contents.projects.append(Project(name=project))
+        try:
+            apply_total_with_repo_instance(
+                store, project, store.registry, contents, skip_source_validation=False
+            )
+        except Exception as error:
+            raise FeatureRepoError(
+                f"feature repo {repo}: feast apply failed: {type(error).__name__}: {error}"
+            ) from error
+    return store
+
+
+def materialize(store: FeatureStore, end_date: datetime) -> tuple[datetime, datetime]:
+    """Load the latest feature rows up to ``end_date`` into the online store.
+
+    Every view is loaded over ``[end_date - longest TTL, end_date]`` rather than from its
+    last materialization: a re-run with recomputed sources then rewrites the same state
+    instead of skipping rows it believes it already loaded, and older rows could only hold
+    empty windows, which serving fills with 0 anyway.
+
+    Args:
+        store: An applied feature store.
+        end_date: Timezone-aware end of the interval, usually the feature tables' ``as_of``
+            plus ``FEATURE_AVAILABILITY_DELAY``.
+
+    Returns:
+        The materialized interval ``(start, end)``.
+
+    Raises:
+        ValueError: if ``end_date`` is naive.
+        FeatureRepoError: if the store has no feature views.
+    """
+    if end_date.tzinfo is None:
+        raise ValueError(f"materialize: end_date must be timezone-aware (UTC), got {end_date!r}")
+    views = store.list_feature_views()
+    if not views:
+        raise FeatureRepoError(
+            f"materialize: project {store.project!r} has no feature views; apply the repo first"
+        )
+    longest = max((view.ttl or timedelta(0) for view in views), default=timedelta(0))
+    start = end_date - (longest if longest > timedelta(0) else timedelta(days=365))
+    store.materialize(start_date=start, end_date=end_date)
+    return start, end_date
+
+
+def feature_names(store: FeatureStore, service: str = DEFAULT_FEATURE_SERVICE) -> list[str]:
+    """Model inputs of a feature service, in service order, as full names ``view__feature``.
+
+    Args:
+        store: An applied feature store.
+        service: Feature service name.
+
+    Returns:
+        The names, in the order the columns appear in training frames and online responses.
+
+    Raises:
+        FeatureRepoError: if the service does not exist (listing the ones that do).
+    """
+    feature_service = _feature_service(store, service)
+    return [
+        f"{projection.name_to_use()}__{feature.name}"
+        for projection in feature_service.feature_view_projections
+        for feature in projection.features
+    ]
+
+
+def _stored_feature_names(store: FeatureStore, service: str) -> list[str]:
+    """Names of the service's features that come from materialized (not on-demand) views."""
+    stored_views = {view.name for view in store.list_feature_views()}
+    return [
+        f"{projection.name_to_use()}__{feature.name}"
+        for projection in _feature_service(store, service).feature_view_projections
+        if projection.name in stored_views
+        for feature in projection.features
+    ]
+
+
+def with_request_fields(events: pd.DataFrame) -> pd.DataFrame:
+    """Add the on-demand view's request fields derived from raw columns.
+
+    Args:
+        events: Frame with ``amount`` and ``event_timestamp``.
+
+    Returns:
+        A copy with ``transaction_time`` (the event time); ``amount`` is used as is.
+    """
+    frame = events.copy()
+    frame[TRANSACTION_TIME] = frame[EVENT_TIMESTAMP]
+    return frame
+
+
+def build_training_frame(
+    store: FeatureStore,
+    label_events: pd.DataFrame,
+    feature_service: str = DEFAULT_FEATURE_SERVICE,
+) -> pd.DataFrame:
+    """Join point-in-time features onto label events with ``get_historical_features``.
+
+    Args:
+        store: An applied feature store whose sources are written.
+        label_events: One row per labelled transaction with ``transaction_id`` (unique),
+            ``customer_id``, ``merchant_id``, ``amount``, ``event_timestamp`` (UTC) and
+            ``is_fraud``; ``label_timestamp`` is kept when present.
+        feature_service: The feature service to retrieve.
+
+    Returns:
+        One row per label event, in input order: the key columns, ``event_timestamp``,
+        ``is_fraud`` (and ``label_timestamp``), then ``feature_names(store, service)`` as
+        float64 with missing values filled as described in the module docstring.
+
+    Raises:
+        ValueError: if ``label_events`` lacks a column, has duplicate or missing keys,
+            naive timestamps, or a feature comes back undefined.
+        FeatureRepoError: if the feature service does not exist.
+    """
+    _validate_label_events(label_events)
+    service = _feature_service(store, feature_service)
+    names = feature_names(store, feature_service)
+    passthrough = [LABEL_TIMESTAMP] if LABEL_TIMESTAMP in label_events.columns else []
+    entity_df = with_request_fields(
+        label_events[[*LABEL_EVENT_COLUMNS, *passthrough]].reset_index(drop=True)
+    )
+    retrieved = store.get_historical_features(
+        entity_df=entity_df, features=service, full_feature_names=True
+    ).to_df()
+    # Feast returns rows in its own join order; put them back in the caller's order.
+    retrieved = retrieved.set_index(TRANSACTION_ID).reindex(entity_df[TRANSACTION_ID])
+    retrieved = retrieved.reset_index()
+    columns = [TRANSACTION_ID, CUSTOMER_ID, MERCHANT_ID, EVENT_TIMESTAMP, LABEL, *passthrough]
+    frame = pd.concat(
+        [
+            entity_df[columns],
+            _fill_features(
+                retrieved,
+                names,
+                _stored_feature_names(store, feature_service),
+                entity_df[TRANSACTION_ID],
+            ),
+        ],
+        axis=1,
+    )
+    frame[LABEL] = frame[LABEL].astype("int64")
+    return frame
+
+
+def online_features(
+    store: FeatureStore,
+    rows: Sequence[Mapping[str, Any]],
+    feature_service: str = DEFAULT_FEATURE_SERVICE,
+) -> pd.DataFrame:
+    """Features for live transactions from the online store, exactly as training saw them.
+
+    Args:
+        store: An applied, materialized feature store.
+        rows: One mapping per transaction with ``customer_id``, ``merchant_id``, ``amount``
+            and ``event_timestamp`` (a timezone-aware datetime); other keys are ignored.
+        feature_service: The feature service to retrieve.
+
+    Returns:
+        One row per input row, in order: ``customer_id``, ``merchant_id`` and
+        ``feature_names(store, service)`` as float64.
+
+    Raises:
+        ValueError: naming the row and field that is missing or malformed.
+        FeatureRepoError: if the feature service does not exist.
+    """
+    if not rows:
+        raise ValueError("online_features: no rows given")
+    requests = []
+    for index, row in enumerate(rows):
+        missing = [field for field in ONLINE_REQUEST_FIELDS if row.get(field) is None]
+        if missing:
+            raise ValueError(
+                f"online_features: row {index} is missing {missing}; "
+                f"each row needs {list(ONLINE_REQUEST_FIELDS)}"
+            )
+        timestamp = pd.Timestamp(row[EVENT_TIMESTAMP])
+        if timestamp.tzinfo is None:
+            raise ValueError(
+                f"online_features: row {index}: {EVENT_TIMESTAMP} must be timezone-aware "
+                f"(UTC), got {row[EVENT_TIMESTAMP]!r}"
+            )
+        try:
+            amount = float(row[AMOUNT])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"online_features: row {index}: {AMOUNT} must be a number, got {row[AMOUNT]!r}"
+            ) from None
+        requests.append(
+            {
+                CUSTOMER_ID: str(row[CUSTOMER_ID]),
+                MERCHANT_ID: str(row[MERCHANT_ID]),
+                AMOUNT: amount,
+                TRANSACTION_TIME: timestamp.tz_convert("UTC").to_pydatetime(),
+            }
+        )
+    service = _feature_service(store, feature_service)
+    names = feature_names(store, feature_service)
+    response = store.get_online_features(
+        features=service, entity_rows=requests, full_feature_names=True
+    ).to_df()
+    keys = pd.DataFrame(
+        {column: [r[column] for r in requests] for column in (CUSTOMER_ID, MERCHANT_ID)}
+    )
+    row_ids = pd.Series([f"row {index}" for index in range(len(requests))])
+    return pd.concat(
+        [
+            keys,
+            _fill_features(
+                response.reset_index(drop=True),
+                names,
+                _stored_feature_names(store, feature_service),
+                row_ids,
+            ),
+        ],
+        axis=1,
+    )
+
+
+def _fill_features(
+    retrieved: pd.DataFrame, names: list[str], stored: list[str], row_ids: pd.Series
+) -> pd.DataFrame:
+    absent = [name for name in names if name not in retrieved.columns]
+    if absent:
+        raise FeatureRepoError(f"Feast returned no column(s) {absent}")
+    features = retrieved[names].apply(pd.to_numeric, errors="coerce").astype("float64")
+    # Only stored (windowed) features may be missing; the on-demand ones are computed from
+    # them and the request, so a gap there is a defect, not "no activity".
+    features[stored] = features[stored].fillna(0.0)
+    undefined = features.isna()
+    if undefined.to_numpy().any():
+        column = undefined.any().idxmax()
+        first = int(undefined[column].to_numpy().argmax())
+        raise ValueError(
+            f"feature {column!r} is undefined for {int(undefined[column].sum())} row(s), "
+            f"first {row_ids.iloc[first]!r}"
+        )
+    return features.reset_index(drop=True)
+
+
+def _validate_label_events(events: pd.DataFrame) -> None:
+    missing = [column for column in LABEL_EVENT_COLUMNS if column not in events.columns]
+    if missing:
+        raise ValueError(
+            f"label events: missing column(s) {missing}; expected {list(LABEL_EVENT_COLUMNS)}, "
+            f"got {list(events.columns)}"
+        )
+    if events.empty:
+        raise ValueError("label events: the frame has no rows")
+    for column in LABEL_EVENT_COLUMNS:
+        nulls = events[column].isna()
+        if nulls.any():
+            raise ValueError(
+                f"label events: column {column!r} has {int(nulls.sum())} missing value(s), "
+                f"first at row {nulls.to_numpy().argmax()}"
+            )
+    if not isinstance(events[EVENT_TIMESTAMP].dtype, pd.DatetimeTZDtype):
+        raise ValueError(
+            f"label events: {EVENT_TIMESTAMP!r} must hold timezone-aware UTC timestamps, "
+            f"got dtype {events[EVENT_TIMESTAMP].dtype}"
+        )
+    duplicated = events[TRANSACTION_ID].duplicated()
+    if duplicated.any():
+        raise ValueError(
+            f"label events: {TRANSACTION_ID!r} must be unique, "
+            f"{events[TRANSACTION_ID][duplicated].iloc[0]!r} appears more than once"
+        )
+
+
+def _feature_service(store: FeatureStore, name: str) -> Any:
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(name)
+    except FeatureServiceNotFoundException:
+        known = sorted(service.name for service in store.list_feature_services())
+        raise FeatureRepoError(
+            f"feature service {name!r} is not in project {store.project!r}; known: {known}"
+        ) from None
+
+
+def _check_repo(repo_path: str | os.PathLike[str]) -> Path:
+    repo = _absolute(repo_path)
+    if not repo.is_dir():
+        raise FeatureRepoError(f"feature repo {repo} does not exist or is not a directory")
+    config = repo / FEATURE_STORE_YAML
+    if not config.is_file():
+        raise FeatureRepoError(f"feature repo {repo} has no {FEATURE_STORE_YAML} ({config})")
+    return repo
+
+
+def _open_store(repo: Path, home: Path) -> FeatureStore:
+    import yaml
+    from feast import FeatureStore
+
+    config = repo / FEATURE_STORE_YAML
+    try:
+        # Feast expands variables the same way; an unset one would stay literal text and
+        # become a directory named "${...}".
+        loaded = yaml.safe_load(os.path.expandvars(config.read_text()))
+    except yaml.YAMLError as error:
+        raise FeatureRepoError(f"{config} is not valid YAML: {error}") from error
+    unset = sorted(set(_unset_variables(loaded)))
+    if unset:
+        raise FeatureRepoError(f"{config} uses environment variable(s) {unset}, which are not set")
+    try:
+        return FeatureStore(repo_path=str(repo))
+    except Exception as error:
+        raise FeatureRepoError(
+            f"{repo / FEATURE_STORE_YAML} is invalid (KAIZEN_HOME={home}): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+
+def _unset_variables(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield from (match.group(1) for match in _UNSET_VARIABLE.finditer(value))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _unset_variables(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _unset_variables(item)
+
+
+def _absolute(path: str | os.PathLike[str]) -> Path:
+    return Path(path).expanduser().absolute()
+
+
+@contextlib.contextmanager
+def _kaizen_home_env(home: Path) -> Iterator[None]:
+    previous = os.environ.get("KAIZEN_HOME")
+    os.environ["KAIZEN_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("KAIZEN_HOME", None)
+        else:
+            os.environ["KAIZEN_HOME"] = previous
+
+
+@contextlib.contextmanager
+def _definitions_importable(repo: Path) -> Iterator[None]:
+    """Let Feast import the repo's modules fresh, as the CLI does, and clean up after.
+
+    Feast imports each definition file as a top-level module named after its path relative
+    to the working directory, and the files import each other the same way. Modules cached
+    by an earlier apply would keep the paths they resolved then, so they are dropped
+    before and after.
+    """
+    from feast.repo_operations import get_repo_files
+
+    module_names = {
+        ".".join(path.relative_to(repo.resolve()).with_suffix("").parts)
+        for path in get_repo_files(repo)
+    }
+    previous_cwd = Path.cwd()
+    previous_bytecode = sys.dont_write_bytecode
+    for name in module_names:
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(repo))
+    sys.dont_write_bytecode = True  # keep __pycache__ out of the repo, as the CLI does
+    os.chdir(repo.resolve())
+    try:
+        yield
+    finally:
+        os.chdir(previous_cwd)
+        sys.dont_write_bytecode = previous_bytecode
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(repo))
+        for name in module_names:
+            sys.modules.pop(name, None)

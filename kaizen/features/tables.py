@@ -1,0 +1,361 @@
+"""Point-in-time feature tables computed from raw transactions.
+
+Two tables feed the batch sources of ``feature_repo/``:
+
+``customer_stats`` (one row per customer and change point)
+    For a row stamped ``t`` and each window ``w`` in 1h, 24h, 7d: the count, sum and mean
+    amount of the customer's transactions with ``t - w < event_timestamp < t``. Rows are
+    written at every point where a window gains a transaction (``FEATURE_AVAILABILITY_DELAY``
+    after it) or loses one (exactly ``w`` after it), so the row Feast joins for any time
+    holds the exact windows ending at that time, and never the transaction at that time.
+
+``merchant_stats`` (one row per merchant and day, stamped 00:00 UTC)
+    For a row stamped ``t``: transactions with ``t - 30d < event_timestamp < t``, and labels
+    with ``t - 30d < label_timestamp < t`` (a label counts only once it was known, whatever
+    the age of its transaction), their count and the share of frauds among them.
+
+A mean over an empty window and a fraud rate without labels are 0; the counts say why.
+Rows stop at the data's ``as_of`` time, so nothing is claimed about a time the data does
+not cover. Everything is vectorised: each window is a difference of two prefix sums found
+by binary search over transactions sorted by (entity, time).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kaizen.data.columns import (
+    AMOUNT,
+    CUSTOMER_ID,
+    EVENT_TIMESTAMP,
+    LABEL,
+    LABEL_TIMESTAMP,
+    MERCHANT_ID,
+    RAW_COLUMNS,
+    TRANSACTION_ID,
+)
+
+# A transaction enters its customer's windows this long after it happened: the smallest
+# step that keeps "strictly before" true at the transaction's own timestamp while staying
+# far below any spacing real transactions of one customer have.
+FEATURE_AVAILABILITY_DELAY = pd.Timedelta(milliseconds=1)
+
+CUSTOMER_WINDOWS: dict[str, pd.Timedelta] = {
+    "1h": pd.Timedelta(hours=1),
+    "24h": pd.Timedelta(hours=24),
+    "7d": pd.Timedelta(days=7),
+}
+MERCHANT_WINDOW = pd.Timedelta(days=30)
+MERCHANT_WINDOW_NAME = "30d"
+
+CUSTOMER_STATS_FILE = "customer_stats.parquet"
+MERCHANT_STATS_FILE = "merchant_stats.parquet"
+
+CUSTOMER_FEATURE_COLUMNS: tuple[str, ...] = tuple(
+    column
+    for window in CUSTOMER_WINDOWS
+    for column in (f"txn_count_{window}", f"txn_amount_sum_{window}", f"txn_amount_mean_{window}")
+)
+MERCHANT_FEATURE_COLUMNS: tuple[str, ...] = (
+    f"txn_count_{MERCHANT_WINDOW_NAME}",
+    f"label_count_{MERCHANT_WINDOW_NAME}",
+    f"fraud_rate_{MERCHANT_WINDOW_NAME}",
+)
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """The batch-source tables of the feature views.
+
+    Attributes:
+        customer_stats: ``customer_id``, ``event_timestamp`` and ``CUSTOMER_FEATURE_COLUMNS``.
+        merchant_stats: ``merchant_id``, ``event_timestamp`` and ``MERCHANT_FEATURE_COLUMNS``.
+        as_of: The latest time the transactions describe (their last event or label time);
+            no row is stamped later than ``as_of + FEATURE_AVAILABILITY_DELAY``.
+    """
+
+    customer_stats: pd.DataFrame
+    merchant_stats: pd.DataFrame
+    as_of: pd.Timestamp
+
+
+def validate_transactions(transactions: pd.DataFrame) -> None:
+    """Check that a raw transaction frame can be turned into features.
+
+    Args:
+        transactions: Raw transactions with the columns of ``kaizen.data.columns.RAW_COLUMNS``.
+
+    Raises:
+        ValueError: naming the column, the problem and the first offending transaction.
+    """
+    missing = [column for column in RAW_COLUMNS if column not in transactions.columns]
+    if missing:
+        raise ValueError(
+            f"transactions: missing column(s) {missing}; expected {list(RAW_COLUMNS)}, "
+            f"got {list(transactions.columns)}"
+        )
+    if transactions.empty:
+        raise ValueError("transactions: the frame has no rows")
+    for column in RAW_COLUMNS:
+        nulls = transactions[column].isna().to_numpy()
+        if nulls.any():
+            raise ValueError(
+                f"transactions: column {column!r} has {int(nulls.sum())} missing value(s), "
+                f"first at row {_first_row(transactions, nulls)}"
+            )
+    for column in (EVENT_TIMESTAMP, LABEL_TIMESTAMP):
+        dtype = transactions[column].dtype
+        if not isinstance(dtype, pd.DatetimeTZDtype):
+            raise ValueError(
+                f"transactions: column {column!r} must hold timezone-aware UTC timestamps, "
+                f"got dtype {dtype}"
+            )
+    if not pd.api.types.is_numeric_dtype(transactions[AMOUNT]):
+        raise ValueError(
+            f"transactions: column {AMOUNT!r} must be numeric, got {transactions[AMOUNT].dtype}"
+        )
+    amounts = transactions[AMOUNT].to_numpy(dtype="float64")
+    bad_amount = ~np.isfinite(amounts) | (amounts <= 0)
+    if bad_amount.any():
+        raise ValueError(
+            f"transactions: column {AMOUNT!r} must be finite and > 0, "
+            f"got {amounts[bad_amount][0]!r} at row {_first_row(transactions, bad_amount)}"
+        )
+    bad_label = ~transactions[LABEL].isin([0, 1]).to_numpy()
+    if bad_label.any():
+        raise ValueError(
+            f"transactions: column {LABEL!r} must be 0 or 1, got "
+            f"{transactions[LABEL].to_numpy()[bad_label][0]!r} at row "
+            f"{_first_row(transactions, bad_label)}"
+        )
+    early = (transactions[LABEL_TIMESTAMP] < transactions[EVENT_TIMESTAMP]).to_numpy()
+    if early.any():
+        raise ValueError(
+            f"transactions: {LABEL_TIMESTAMP!r} is before {EVENT_TIMESTAMP!r} in "
+            f"{int(early.sum())} row(s), first at row {_first_row(transactions, early)}"
+        )
+    duplicated = transactions[TRANSACTION_ID].duplicated().to_numpy()
+    if duplicated.any():
+        raise ValueError(
+            f"transactions: {TRANSACTION_ID!r} must be unique, "
+            f"{transactions[TRANSACTION_ID].to_numpy()[duplicated][0]!r} appears more than once"
+        )
+
+
+def compute_feature_tables(
+    transactions: pd.DataFrame, as_of: pd.Timestamp | None = None
+) -> FeatureTables:
+    """Compute the point-in-time customer and merchant feature tables.
+
+    Args:
+        transactions: Raw transactions (``kaizen.data.columns.RAW_COLUMNS``).
+        as_of: The time up to which the data is complete. Defaults to the latest event or
+            label timestamp in ``transactions``; rows after it are not written, and
+            transactions or labels after it are ignored.
+
+    Returns:
+        The two tables, sorted by entity and timestamp.
+
+    Raises:
+        ValueError: if ``transactions`` is malformed (see ``validate_transactions``) or
+            ``as_of`` is not a timezone-aware timestamp.
+    """
+    validate_transactions(transactions)
+    event_ns = _utc_ns(transactions[EVENT_TIMESTAMP])
+    label_ns = _utc_ns(transactions[LABEL_TIMESTAMP])
+    if as_of is None:
+        as_of_ts = pd.Timestamp(max(event_ns.max(), label_ns.max()), tz="UTC")
+    else:
+        as_of_ts = pd.Timestamp(as_of)
+        if as_of_ts.tzinfo is None:
+            raise ValueError(f"as_of must be timezone-aware (UTC), got {as_of!r}")
+        as_of_ts = as_of_ts.tz_convert("UTC")
+    as_of_ns = int(as_of_ts.value)
+    happened = event_ns <= as_of_ns
+    if not happened.any():
+        raise ValueError(
+            f"as_of {as_of_ts} is before the first transaction "
+            f"({pd.Timestamp(event_ns.min(), tz='UTC')}); no feature row can be computed"
+        )
+    customer_stats = _customer_stats(
+        transactions[CUSTOMER_ID].astype(str).to_numpy()[happened],
+        event_ns[happened],
+        transactions[AMOUNT].to_numpy(dtype="float64")[happened],
+        as_of_ns,
+    )
+    merchant_stats = _merchant_stats(
+        transactions[MERCHANT_ID].astype(str).to_numpy()[happened],
+        event_ns[happened],
+        label_ns[happened],
+        transactions[LABEL].to_numpy(dtype="float64")[happened],
+        as_of_ns,
+    )
+    return FeatureTables(customer_stats, merchant_stats, as_of_ts)
+
+
+def write_feature_sources(
+    tables: FeatureTables, data_dir: str | os.PathLike[str]
+) -> dict[str, Path]:
+    """Write the tables as the parquet files the feature repo's FileSources read.
+
+    Each file is written to a temporary name in ``data_dir`` and renamed over the old one,
+    so a reader (or a crash) never sees half a file.
+
+    Args:
+        tables: Output of ``compute_feature_tables``.
+        data_dir: Directory of the sources, ``$KAIZEN_HOME/feast/data`` in the embedded default.
+
+    Returns:
+        Table name (``customer_stats``, ``merchant_stats``) to the written file.
+    """
+    directory = Path(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    targets: Mapping[str, tuple[pd.DataFrame, str]] = {
+        "customer_stats": (tables.customer_stats, CUSTOMER_STATS_FILE),
+        "merchant_stats": (tables.merchant_stats, MERCHANT_STATS_FILE),
+    }
+    written: dict[str, Path] = {}
+    for name, (frame, file_name) in targets.items():
+        target = directory / file_name
+        handle, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{file_name}.", suffix=".tmp")
+        os.close(handle)
+        try:
+            frame.to_parquet(temp_name, index=False)
+            os.replace(temp_name, target)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        written[name] = target
+    return written
+
+
+def _customer_stats(
+    customer: np.ndarray, event_ns: np.ndarray, amounts: np.ndarray, as_of_ns: int
+) -> pd.DataFrame:
+    codes, names = pd.factorize(customer, sort=True)
+    delay = FEATURE_AVAILABILITY_DELAY.value
+    # Change points: each transaction enters all windows, then leaves each one in turn.
+    point_codes = [codes]
+    point_ns = [event_ns + delay]
+    for window in CUSTOMER_WINDOWS.values():
+        point_codes.append(codes)
+        point_ns.append(event_ns + window.value)
+    all_codes = np.concatenate(point_codes)
+    all_ns = np.concatenate(point_ns)
+    keep = all_ns <= as_of_ns + delay
+    points = pd.DataFrame({"code": all_codes[keep], "ns": all_ns[keep]}).drop_duplicates()
+    points = points.sort_values(["code", "ns"], kind="stable")
+    point_code = points["code"].to_numpy()
+    point_time = points["ns"].to_numpy()
+    counter = _WindowCounter(codes, event_ns, amounts)
+    columns: dict[str, np.ndarray] = {
+        CUSTOMER_ID: np.asarray(names)[point_code],
+        EVENT_TIMESTAMP: point_time,
+    }
+    for name, window in CUSTOMER_WINDOWS.items():
+        count, total = counter.in_window(point_code, point_time, window.value)
+        columns[f"txn_count_{name}"] = count
+        columns[f"txn_amount_sum_{name}"] = total
+        columns[f"txn_amount_mean_{name}"] = np.divide(
+            total, count, out=np.zeros_like(total), where=count > 0
+        )
+    return _frame(columns)
+
+
+def _merchant_stats(
+    merchant: np.ndarray,
+    event_ns: np.ndarray,
+    label_ns: np.ndarray,
+    is_fraud: np.ndarray,
+    as_of_ns: int,
+) -> pd.DataFrame:
+    codes, names = pd.factorize(merchant, sort=True)
+    day_ns = pd.Timedelta(days=1).value
+    # Snapshots from the first midnight after a merchant's first transaction up to as_of.
+    first_ns = pd.Series(event_ns).groupby(codes).min().to_numpy()
+    first_day = first_ns // day_ns + 1
+    last_day = as_of_ns // day_ns
+    days_per_merchant = np.maximum(last_day - first_day + 1, 0)
+    point_codes = np.repeat(np.arange(len(names)), days_per_merchant)
+    offsets = np.arange(days_per_merchant.sum()) - np.repeat(
+        np.cumsum(days_per_merchant) - days_per_merchant, days_per_merchant
+    )
+    point_ns = (np.repeat(first_day, days_per_merchant) + offsets) * day_ns
+    window = MERCHANT_WINDOW.value
+    txn_count, _ = _WindowCounter(
+        codes, event_ns, np.zeros_like(event_ns, dtype="float64")
+    ).in_window(point_codes, point_ns, window)
+    # Labels that arrive after as_of are unknown here, exactly as at any earlier time.
+    known = label_ns <= as_of_ns
+    label_count, fraud_count = _WindowCounter(
+        codes[known], label_ns[known], is_fraud[known]
+    ).in_window(point_codes, point_ns, window)
+    fraud_rate = np.divide(
+        fraud_count, label_count, out=np.zeros_like(fraud_count), where=label_count > 0
+    )
+    return _frame(
+        {
+            MERCHANT_ID: np.asarray(names)[point_codes],
+            EVENT_TIMESTAMP: point_ns,
+            f"txn_count_{MERCHANT_WINDOW_NAME}": txn_count,
+            f"label_count_{MERCHANT_WINDOW_NAME}": label_count,
+            f"fraud_rate_{MERCHANT_WINDOW_NAME}": fraud_rate,
+        }
+    )
+
+
+class _WindowCounter:
+    """Counts and sums of one entity's values in open time windows, by binary search.
+
+    Values are sorted by (entity code, time); a time becomes its dense rank among all times
+    seen, so (code, rank) packs into one sortable int64 key with no overflow.
+    """
+
+    def __init__(self, codes: np.ndarray, times_ns: np.ndarray, values: np.ndarray) -> None:
+        order = np.lexsort((times_ns, codes))
+        self._codes = codes[order]
+        self._times = times_ns[order]
+        self._prefix = np.concatenate([[0.0], np.cumsum(values[order], dtype="float64")])
+
+    def in_window(
+        self, codes: np.ndarray, ends_ns: np.ndarray, length_ns: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Count and sum of values with ``end - length < time < end`` for each query."""
+        starts_ns = ends_ns - length_ns
+        ranks = np.unique(np.concatenate([self._times, ends_ns, starts_ns]))
+        stride = np.int64(len(ranks) + 1)
+
+        def keys(code: np.ndarray, times: np.ndarray) -> np.ndarray:
+            return code.astype("int64") * stride + np.searchsorted(ranks, times)
+
+        sorted_keys = keys(self._codes, self._times)
+        before_end = np.searchsorted(sorted_keys, keys(codes, ends_ns), side="left")
+        through_start = np.searchsorted(sorted_keys, keys(codes, starts_ns), side="right")
+        count = (before_end - through_start).astype("int64")
+        total = np.where(count > 0, self._prefix[before_end] - self._prefix[through_start], 0.0)
+        return count, total
+
+
+def _frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    frame = pd.DataFrame(columns)
+    frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], unit="ns", utc=True)
+    return frame.reset_index(drop=True)
+
+
+def _utc_ns(column: pd.Series) -> np.ndarray:
+    return column.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.astype("int64")
+
+
+def _first_row(frame: pd.DataFrame, mask: np.ndarray) -> str:
+    position = int(np.flatnonzero(mask)[0])
+    label = frame.index[position]
+    if TRANSACTION_ID in frame.columns:
+        return f"{label!r} ({TRANSACTION_ID}={frame[TRANSACTION_ID].iloc[position]!r})"
+    return repr(label)

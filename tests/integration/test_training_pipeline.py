@@ -1,0 +1,159 @@
+"""The whole training pipeline, compiled YAML on kfp.local, on small data.
+
+These run real subprocesses per task (the SubprocessRunner), a real Feast repo, real
+TensorFlow training and a real webhook server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from kaizen.compiler import TRAINING_PIPELINE_YAML
+from kaizen.runner import RunResult, run_pipeline
+from kaizen.settings import load_settings
+from kaizen.summary import summarize_run
+
+SMALL = {
+    "rows": 6000,
+    "customers": 120,
+    "merchants": 30,
+    "days": 24,
+    "validation_days": 4,
+    "test_days": 4,
+    "warmup_days": 7,
+    "epochs": 4,
+    "patience": 2,
+    "units": 32,
+}
+EXPECTED_TASKS = {
+    "ingest-data",
+    "build-features",
+    "train-model",
+    "evaluate-model",
+    "gate-model",
+    "publish-model",
+    "notify-run",
+}
+
+
+class Webhook:
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+    hook.server.server_close()
+
+
+def _run(repo_root: Path, **params: Any) -> RunResult:
+    arguments = {**SMALL, "feature_repo": str(repo_root / "feature_repo"), **params}
+    return run_pipeline(TRAINING_PIPELINE_YAML, arguments, load_settings())
+
+
+def test_kaizen_run_cli_runs_every_step_and_prints_the_summary(
+    repo_root: Path, kaizen_home: Path
+) -> None:
+    params = [f"-p{name}={value}" for name, value in SMALL.items()]
+    completed = subprocess.run(
+        [sys.executable, "-m", "kaizen.cli", "run", *params, "-pmin_roc_auc=0.5"],
+        cwd=repo_root,
+        env={**os.environ, "KAIZEN_HOME": str(kaizen_home), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    for task in EXPECTED_TASKS:
+        assert f"✔ {task}" in out
+    assert "SUCCEEDED" in out
+    assert "gate" in out and "PASS" in out
+    assert "roc_auc" in out and "fraud_model_v1" in out
+    published = list((kaizen_home / "objects" / "models" / "fraud-detector").glob("*/model.keras"))
+    assert len(published) == 1
+    assert f"{published[0].as_uri()}" in out.replace("\n", "").replace(" ", "") or str(
+        published[0].parent.name
+    ) in out
+
+
+def test_failing_gate_skips_publish_and_notifies(
+    repo_root: Path, kaizen_home: Path, webhook: Webhook
+) -> None:
+    result = _run(repo_root, min_roc_auc=1.0, epochs=1, webhook_url=webhook.url)
+    assert result.succeeded, result.error
+    summary = summarize_run(result)
+    assert summary.gate["passed"] is False
+    assert any("roc_auc" in reason and "fail" in reason for reason in summary.gate["reasons"])
+    assert "publish-model" not in result.tasks
+    assert not (kaizen_home / "objects" / "models").exists()
+    assert [note["state"] for note in webhook.received] == ["SUCCEEDED"]
+    # The report a person opens holds the metrics the gate judged.
+    report = Path(summary.report or "").read_text()
+    assert f"{summary.metrics['roc_auc']:.3f}" in report
+
+
+def test_same_inputs_twice_publish_once(repo_root: Path, kaizen_home: Path) -> None:
+    first = _run(repo_root, min_roc_auc=0.5)
+    second = _run(repo_root, min_roc_auc=0.5)
+    assert first.succeeded and second.succeeded, (first.error, second.error)
+    one, two = summarize_run(first), summarize_run(second)
+    assert one.published["sha256"] == two.published["sha256"]  # seeded end to end
+    assert one.published["already_published"] is False
+    assert two.published["already_published"] is True and two.published["written"] == []
+    versions = list((kaizen_home / "objects" / "models" / "fraud-detector").iterdir())
+    assert len(versions) == 1
+
+
+def test_bad_data_stops_before_the_feature_store_and_reports_why(
+    repo_root: Path, kaizen_home: Path, tmp_path: Path, webhook: Webhook
+) -> None:
+    bad = tmp_path / "transactions.csv"
+    pd.DataFrame(
+        {
+            "transaction_id": ["t1", "t2", "t2"],
+            "customer_id": ["c1", None, "c3"],
+            "merchant_id": ["m1", "m1", "m2"],
+            "amount": [10.0, 20.0, 30.0],
+            "event_timestamp": ["2026-01-01T10:00:00Z"] * 3,
+            "is_fraud": [0, 2, 1],
+        }
+    ).to_csv(bad, index=False)
+    result = _run(repo_root, source_uri=str(bad), webhook_url=webhook.url)
+    assert not result.succeeded
+    assert result.tasks["ingest-data"].state == "FAILURE"
+    assert "build-features" not in result.tasks
+    message = result.error or ""
+    assert "transaction_id" in message and "customer_id" in message and "is_fraud" in message
+    assert not (kaizen_home / "feast").exists() or not any((kaizen_home / "feast").rglob("*.parquet"))
+    assert [note["state"] for note in webhook.received] == ["FAILED"]
