@@ -1,4 +1,4 @@
-"""Orchestration overhead: `kaizen run` (compiled YAML on kfp.local) vs the same steps in one process.
+"""Orchestration overhead: `kaizen run` (kfp.local) vs the same steps in one process.
 
 Both sides run the default pipeline on the same parameters, each in a fresh KAIZEN_HOME and a
 fresh Python process, so both pay their own imports. The figure is the wall-time ratio
@@ -54,7 +54,9 @@ notify_step("kaizen-training", "bench", "SUCCEEDED")
 def _timed(command: list[str], home: Path) -> float:
     env = {**os.environ, "KAIZEN_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
         sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-4000:])
@@ -76,12 +78,21 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as home:
             pipeline_times.append(
                 _timed(
-                    [python, "-m", "kaizen.cli", "run", f"-prows={args.rows}", f"-pseed={args.seed}"],
+                    [
+                        python,
+                        "-m",
+                        "kaizen.cli",
+                        "run",
+                        f"-prows={args.rows}",
+                        f"-pseed={args.seed}",
+                    ],
                     Path(home),
                 )
             )
         with tempfile.TemporaryDirectory() as home:
-            inprocess_times.append(_timed([python, "-c", IN_PROCESS, json.dumps(params)], Path(home)))
+            inprocess_times.append(
+                _timed([python, "-c", IN_PROCESS, json.dumps(params)], Path(home))
+            )
 
     pipeline_s = statistics.median(pipeline_times)
     inprocess_s = statistics.median(inprocess_times)

@@ -47,6 +47,10 @@ def build_features(
         warmup_days=warmup_days,
     )
     rows = manifest.get("rows", {})
-    for artifact, split in ((train_data, "train"), (validation_data, "validation"), (test_data, "test")):
+    for artifact, split in (
+        (train_data, "train"),
+        (validation_data, "validation"),
+        (test_data, "test"),
+    ):
         artifact.metadata["rows"] = int(rows.get(split, 0))
     feature_manifest.metadata["feature_service"] = manifest.get("feature_service", "")

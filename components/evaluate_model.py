@@ -44,6 +44,4 @@ def evaluate_model(
         metrics.log_metric(name, float(values[name]))
     roc = values["roc_curve"]
     classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-    classification_metrics.log_confusion_matrix(
-        values["class_labels"], values["confusion_matrix"]
-    )
+    classification_metrics.log_confusion_matrix(values["class_labels"], values["confusion_matrix"])

@@ -47,8 +47,8 @@ customer_stats_source = FileSource(
     timestamp_field="event_timestamp",
     s3_endpoint_override=_S3_ENDPOINT if _FEATURE_DATA_URI.startswith("s3://") else None,
     description=(
-        "Per-customer spending over the open windows (t - w, t) before each row's timestamp t; "
-        "a row exists at every point where a window gains or loses a transaction."
+        "Per-customer spending in the open windows (t - w, t) before each row's timestamp t; "
+        "a row at every transaction's own time and one just after the data ends."
     ),
 )
 

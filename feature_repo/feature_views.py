@@ -1,12 +1,13 @@
 """Feature views: customer spending windows, merchant risk, and the live transaction's context.
 
-Every windowed value describes only what happened strictly before the row's timestamp, so a
-training row joined at a transaction's own time never contains that transaction, and the
-value in the online store is the one training saw at the same moment.
+Every source row stamped ``t`` describes only what happened strictly before ``t``, and the
+customer source has a row at each transaction's own time, so the row Feast joins to a
+transaction never contains that transaction, and the online store (loaded with each
+customer's row at the end of the data) holds what training would see for the next one.
 
-TTLs equal the longest window of each view. A row older than that can only be a row whose
-windows are all empty, so a missing value (expired or never written) means zero activity;
-``kaizen.features`` fills it with 0 in training and serving alike.
+TTLs equal the longest window of each view: a value older than that would describe windows
+that have since emptied, so Feast treats it as missing and ``kaizen.features`` fills
+missing stored values with 0 ("no activity"), as it does for a customer never seen before.
 """
 
 from datetime import timedelta

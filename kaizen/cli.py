@@ -68,12 +68,17 @@ def compile_command(
 @app.command()
 def run(
     source: Annotated[
-        str, typer.Option(help="Your transactions (CSV/Parquet path or file:// URI); default: generate.")
+        str,
+        typer.Option(
+            help="Your transactions (CSV/Parquet path or file:// URI); default: generate."
+        ),
     ] = "",
     rows: Annotated[int | None, typer.Option(help="Synthetic transactions to generate.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for data and training.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum training epochs.")] = None,
-    drift: Annotated[float | None, typer.Option(help="Drift injected into synthetic data (0..1).")] = None,
+    drift: Annotated[
+        float | None, typer.Option(help="Drift injected into synthetic data (0..1).")
+    ] = None,
     webhook_url: Annotated[
         str | None, typer.Option(help="POST a JSON notification here when the run ends.")
     ] = None,
@@ -117,8 +122,8 @@ def run(
     table = Table(title=f"run {result.run_id}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    for key, value in summary.rows():
-        table.add_row(key, value)
+    for label, text in summary.rows():
+        table.add_row(label, text)
     console.print(table)
     if not result.succeeded:
         err_console.print(f"[red]run failed[/red]: {result.error}")

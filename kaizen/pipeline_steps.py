@@ -224,16 +224,18 @@ def publish_step(
 ) -> dict[str, Any]:
     """Store model, report and metadata under a versioned key; a re-run publishes nothing twice.
 
-    The version is derived from the model's sha256, so publishing the same model again finds
+    The version is derived from the model's content (config and weights, not its save date),
+    so publishing the same model again, or a bit-identical retrain from the same inputs, finds
     the existing version and reports it instead of writing a duplicate.
     """
     from kaizen.storage import KeyExistsError, open_store
+    from kaizen.training.digest import model_content_digest
 
     decision = _read_json(decision_path)
     if not decision.get("passed"):
         raise ValueError(f"refusing to publish: the gate decision in {decision_path} is 'fail'")
     metadata = _read_json(Path(model_dir) / "metadata.json")
-    version = str(metadata["sha256"])[:16]
+    version = model_content_digest(Path(model_dir) / "model.keras")[:16]
     prefix = f"models/{model_name}/{version}"
     store = open_store()
     files = {
@@ -257,6 +259,7 @@ def publish_step(
         "model_name": model_name,
         "version": version,
         "sha256": metadata["sha256"],
+        "content_digest": version,
         "prefix": prefix,
         "model_uri": store.uri(f"{prefix}/model.keras"),
         "report_uri": store.uri(f"{prefix}/report.html"),
@@ -281,7 +284,9 @@ def notify_step(
     succeeded = state.upper() in {"SUCCEEDED", "SUCCESS"}
     message = "run succeeded" if succeeded else f"run failed: {error_message or 'see task logs'}"
     record = notify(
-        Notification(pipeline=pipeline, run=run, state=state, message=message, details=details or {}),
+        Notification(
+            pipeline=pipeline, run=run, state=state, message=message, details=details or {}
+        ),
         webhook_url or None,
     )
     return record.to_dict()

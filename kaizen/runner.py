@@ -191,7 +191,7 @@ def run_pipeline(
     started = time.monotonic()
     error: str | None = None
     with open(log_path, "w", encoding="utf-8") as log:
-        stream = _ProgressStream(log, on_event)  # type: ignore[arg-type]
+        stream = _ProgressStream(log, on_event)
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             try:
                 pipeline(**arguments)

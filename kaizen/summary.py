@@ -31,13 +31,18 @@ class RunSummary:
     def rows(self) -> list[tuple[str, str]]:
         out = [("state", self.state), ("duration", f"{self.seconds:.0f}s")]
         if self.data:
-            out.append(("data", f"{self.data.get('rows', '?')} rows from {self.data.get('source', '?')}"))
+            out.append(
+                ("data", f"{self.data.get('rows', '?')} rows from {self.data.get('source', '?')}")
+            )
             if "start" in self.data:
                 out.append(("time range", f"{self.data['start']} .. {self.data.get('end', '?')}"))
         if self.features:
             names = self.features.get("feature_names", [])
             out.append(
-                ("features", f"{len(names)} from service {self.features.get('feature_service', '?')}")
+                (
+                    "features",
+                    f"{len(names)} from service {self.features.get('feature_service', '?')}",
+                )
             )
             split_rows = self.features.get("rows", {})
             if split_rows:
@@ -59,7 +64,11 @@ class RunSummary:
             out.append(
                 (
                     "test metrics",
-                    "  ".join(f"{name} {self.metrics[name]:.3f}" for name in METRIC_ORDER if name in self.metrics),
+                    "  ".join(
+                        f"{name} {self.metrics[name]:.3f}"
+                        for name in METRIC_ORDER
+                        if name in self.metrics
+                    ),
                 )
             )
         if self.gate:
@@ -72,15 +81,24 @@ class RunSummary:
             if self.published.get("already_published"):
                 out.append(("", "this exact model was already published; nothing rewritten"))
         elif self.gate:
-            out.append(("model", "not published (gate failed)" if not self.gate.get("passed") else "?"))
+            out.append(
+                ("model", "not published (gate failed)" if not self.gate.get("passed") else "?")
+            )
         if self.report:
             out.append(("report", self.report))
         if self.notification:
             delivered = self.notification.get("delivered")
             webhook = self.notification.get("webhook")
             out.append(
-                ("notify", f"{'sent to ' + str(webhook) if delivered else 'logged'}"
-                 + (f" (webhook error: {self.notification.get('error')})" if self.notification.get("error") else ""))
+                (
+                    "notify",
+                    f"{'sent to ' + str(webhook) if delivered else 'logged'}"
+                    + (
+                        f" (webhook error: {self.notification.get('error')})"
+                        if self.notification.get("error")
+                        else ""
+                    ),
+                )
             )
         out.append(("log", self.log_path))
         return out
@@ -108,7 +126,9 @@ def summarize_run(result: RunResult) -> RunSummary:
     evaluation = result.json_artifact("evaluate-model", "evaluation") or {}
     metrics = evaluation.get("metrics", {})
     summary.metrics = {
-        name: float(metrics[name]) for name in METRIC_ORDER if isinstance(metrics.get(name), int | float)
+        name: float(metrics[name])
+        for name in METRIC_ORDER
+        if isinstance(metrics.get(name), int | float)
     }
     summary.gate = result.json_artifact("gate-model", "decision") or {}
     summary.published = result.json_artifact("publish-model", "published") or {}

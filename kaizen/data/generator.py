@@ -64,6 +64,9 @@ _NIGHT_HOURS = 5  # fraud "night" episodes start in hours 0..4
 _TYPICAL_AMOUNT_MEDIAN = 35.0
 _TYPICAL_AMOUNT_SIGMA = 0.8  # spread of typical spend between customers (log scale)
 _RISKY_MERCHANT_SHARE = 0.12
+# Risky merchants get this share of legitimate traffic whatever their popularity, so
+# merchant risk is a partial signal for every seed, never a perfect one.
+_RISKY_MERCHANT_LEGIT_TRAFFIC = 0.15
 
 # Legitimate activity.
 _LEGIT_AMOUNT_SIGMA = 0.45  # spread around the customer's own typical amount (log scale)
@@ -247,6 +250,13 @@ def _draw_population(config: GeneratorConfig, rng: np.random.Generator) -> _Popu
     replacements = shuffled[n_risky : 2 * n_risky]
     n_moved = min(round(config.drift * n_risky), len(replacements))
     risky[:n_moved] = replacements[:n_moved]
+    if n_risky < config.merchants:
+        is_risky = np.zeros(config.merchants, dtype=bool)
+        is_risky[risky] = True
+        popularity[is_risky] *= _RISKY_MERCHANT_LEGIT_TRAFFIC / popularity[is_risky].sum()
+        popularity[~is_risky] *= (1.0 - _RISKY_MERCHANT_LEGIT_TRAFFIC) / popularity[
+            ~is_risky
+        ].sum()
     return _Population(
         typical_amount=typical_amount,
         activity=activity / activity.sum(),

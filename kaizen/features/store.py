@@ -4,13 +4,16 @@ Feature names are Feast's full names, ``<feature view>__<feature>`` (for example
 ``customer_stats_fv__txn_count_1h``): unique across views, the same in training frames and
 online responses, and readable back to the definition that produced them.
 
-Missing values mean "no activity" and are filled with 0 in both training and serving: a
-feature view's TTL equals its longest window, so a row Feast drops as expired, or a
-customer with no earlier row, can only stand for empty windows (see ``feature_repo/``).
+Missing stored values mean "no activity" and are filled with 0 in training and serving
+alike: an entity never seen before, or one whose latest row is older than its view's TTL
+(the longest window, so every window has emptied since). On-demand values are computed
+from those and the request, so they are never filled; a gap there is an error.
 
 ``feature_store.yaml`` places the registry and the online store under ``${KAIZEN_HOME}``
-and the definitions place the sources there, both read when Feast loads the repo; the
+and ``data_sources.py`` places the sources there, both read when Feast loads the repo; the
 functions here take ``kaizen_home`` explicitly and set the variable only while loading.
+Loading changes the working directory for a moment (as ``feast apply`` does), so it is not
+meant for concurrent threads.
 """
 
 from __future__ import annotations
@@ -145,9 +148,10 @@ def materialize(store: FeatureStore, end_date: datetime) -> tuple[datetime, date
     """Load the latest feature rows up to ``end_date`` into the online store.
 
     Every view is loaded over ``[end_date - longest TTL, end_date]`` rather than from its
-    last materialization: a re-run with recomputed sources then rewrites the same state
-    instead of skipping rows it believes it already loaded, and older rows could only hold
-    empty windows, which serving fills with 0 anyway.
+    last materialization, so a re-run over recomputed sources rewrites the same state
+    instead of skipping rows it believes are loaded. Each customer's latest row sits at
+    ``FeatureTables.materialize_until`` and each merchant's within a day of it, so the
+    interval takes in every entity.
 
     Args:
         store: An applied feature store.
@@ -195,6 +199,24 @@ def feature_names(store: FeatureStore, service: str = DEFAULT_FEATURE_SERVICE) -
     ]
 
 
+def feature_view_names(store: FeatureStore, service: str = DEFAULT_FEATURE_SERVICE) -> list[str]:
+    """Names of the views (stored and on-demand) a feature service reads, in service order.
+
+    Args:
+        store: An applied feature store.
+        service: Feature service name.
+
+    Returns:
+        The view names.
+
+    Raises:
+        FeatureRepoError: if the service does not exist.
+    """
+    return [
+        projection.name for projection in _feature_service(store, service).feature_view_projections
+    ]
+
+
 def _stored_feature_names(store: FeatureStore, service: str) -> list[str]:
     """Names of the service's features that come from materialized (not on-demand) views."""
     stored_views = {view.name for view in store.list_feature_views()}
@@ -206,15 +228,8 @@ def _stored_feature_names(store: FeatureStore, service: str) -> list[str]:
     ]
 
 
-def with_request_fields(events: pd.DataFrame) -> pd.DataFrame:
-    """Add the on-demand view's request fields derived from raw columns.
-
-    Args:
-        events: Frame with ``amount`` and ``event_timestamp``.
-
-    Returns:
-        A copy with ``transaction_time`` (the event time); ``amount`` is used as is.
-    """
+def _with_request_fields(events: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the request fields of the on-demand view: the event time; amount as is."""
     frame = events.copy()
     frame[TRANSACTION_TIME] = frame[EVENT_TIMESTAMP]
     return frame
@@ -248,15 +263,26 @@ def build_training_frame(
     service = _feature_service(store, feature_service)
     names = feature_names(store, feature_service)
     passthrough = [LABEL_TIMESTAMP] if LABEL_TIMESTAMP in label_events.columns else []
-    entity_df = with_request_fields(
+    entity_df = _with_request_fields(
         label_events[[*LABEL_EVENT_COLUMNS, *passthrough]].reset_index(drop=True)
     )
-    retrieved = store.get_historical_features(
-        entity_df=entity_df, features=service, full_feature_names=True
-    ).to_df()
+    parts = [
+        store.get_historical_features(
+            entity_df=entity_df.iloc[rows], features=service, full_feature_names=True
+        ).to_df()
+        for rows in _retrieval_rounds(entity_df, _join_keys(store, feature_service))
+    ]
+    retrieved = pd.concat(parts, ignore_index=True).set_index(TRANSACTION_ID)
+    lost = ~entity_df[TRANSACTION_ID].isin(retrieved.index)
+    if lost.any():
+        raise FeatureRepoError(
+            f"Feast returned no features for {int(lost.sum())} of {len(entity_df)} label "
+            f"event(s), first {entity_df[TRANSACTION_ID][lost].iloc[0]!r}: Feast drops an "
+            "event whose entity has feature rows but none at or before the event within the "
+            "TTL; were the feature sources computed from these transactions?"
+        )
     # Feast returns rows in its own join order; put them back in the caller's order.
-    retrieved = retrieved.set_index(TRANSACTION_ID).reindex(entity_df[TRANSACTION_ID])
-    retrieved = retrieved.reset_index()
+    retrieved = retrieved.reindex(entity_df[TRANSACTION_ID]).reset_index()
     columns = [TRANSACTION_ID, CUSTOMER_ID, MERCHANT_ID, EVENT_TIMESTAMP, LABEL, *passthrough]
     frame = pd.concat(
         [
@@ -346,6 +372,38 @@ def online_features(
         ],
         axis=1,
     )
+
+
+def _join_keys(store: FeatureStore, service: str) -> list[str]:
+    views = {view.name: view for view in store.list_feature_views()}
+    keys: list[str] = []
+    for projection in _feature_service(store, service).feature_view_projections:
+        view = views.get(projection.name)
+        if view is None:
+            continue
+        for column in view.entity_columns:
+            key = projection.join_key_map.get(column.name, column.name)
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _retrieval_rounds(entity_df: pd.DataFrame, join_keys: list[str]) -> list[pd.Index]:
+    """Split label events so no round repeats a (join key, timestamp) pair.
+
+    The file offline store de-duplicates its join result on each view's join keys plus the
+    event timestamp, so two events of one customer at the same instant (at different
+    merchants, say) would come back as one. Each round keeps at most one event per pair.
+    """
+    rounds = []
+    remaining = entity_df
+    while not remaining.empty:
+        first = pd.Series(True, index=remaining.index)
+        for key in join_keys:
+            first &= ~remaining.duplicated([key, EVENT_TIMESTAMP])
+        rounds.append(pd.Index(entity_df.index.get_indexer(remaining.index[first])))
+        remaining = remaining[~first]
+    return rounds
 
 
 def _fill_features(

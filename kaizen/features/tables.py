@@ -1,23 +1,32 @@
 """Point-in-time feature tables computed from raw transactions.
 
-Two tables feed the batch sources of ``feature_repo/``:
+Two tables feed the batch sources of ``feature_repo/``. Every row stamped ``t`` describes
+only what happened strictly before ``t``:
 
-``customer_stats`` (one row per customer and change point)
+``customer_stats``: a row at every transaction time, and one final row per customer
     For a row stamped ``t`` and each window ``w`` in 1h, 24h, 7d: the count, sum and mean
-    amount of the customer's transactions with ``t - w < event_timestamp < t``. Rows are
-    written at every point where a window gains a transaction (``FEATURE_AVAILABILITY_DELAY``
-    after it) or loses one (exactly ``w`` after it), so the row Feast joins for any time
-    holds the exact windows ending at that time, and never the transaction at that time.
+    amount of the customer's transactions with ``t - w < event_timestamp < t``. The row at
+    a transaction's own time is what Feast joins to that transaction as a label event, so
+    its windows are exact and never contain the transaction itself (nor one at the same
+    instant). The final row, at ``as_of + FEATURE_AVAILABILITY_DELAY``, holds the windows
+    just after the data ends, including the customer's last transaction; it is what
+    materialization puts in the online store for the next, live transaction.
 
-``merchant_stats`` (one row per merchant and day, stamped 00:00 UTC)
+``merchant_stats``: a row at the merchant's first transaction, then daily at 00:00 UTC
     For a row stamped ``t``: transactions with ``t - 30d < event_timestamp < t``, and labels
     with ``t - 30d < label_timestamp < t`` (a label counts only once it was known, whatever
-    the age of its transaction), their count and the share of frauds among them.
+    the age of its transaction), their count and the share of frauds among them. The first
+    row (all zero) gives the merchant's earliest transactions a row to join.
 
 A mean over an empty window and a fraud rate without labels are 0; the counts say why.
 Rows stop at the data's ``as_of`` time, so nothing is claimed about a time the data does
 not cover. Everything is vectorised: each window is a difference of two prefix sums found
-by binary search over transactions sorted by (entity, time).
+by binary search over values sorted by (entity, time).
+
+Why rows at transaction times and not at every window change: Feast's file offline store
+joins each label event with all rows of its entity before filtering by time, so its cost
+grows with (events x rows) per entity; one row per transaction keeps that product small
+while every label event still gets its exact windows.
 """
 
 from __future__ import annotations
@@ -42,9 +51,8 @@ from kaizen.data.columns import (
     TRANSACTION_ID,
 )
 
-# A transaction enters its customer's windows this long after it happened: the smallest
-# step that keeps "strictly before" true at the transaction's own timestamp while staying
-# far below any spacing real transactions of one customer have.
+# The final customer row is stamped this long after as_of, so that "strictly before" its
+# stamp still includes a transaction at as_of itself; far below any real spacing.
 FEATURE_AVAILABILITY_DELAY = pd.Timedelta(milliseconds=1)
 
 CUSTOMER_WINDOWS: dict[str, pd.Timedelta] = {
@@ -84,6 +92,11 @@ class FeatureTables:
     customer_stats: pd.DataFrame
     merchant_stats: pd.DataFrame
     as_of: pd.Timestamp
+
+    @property
+    def materialize_until(self) -> pd.Timestamp:
+        """End of a materialization interval that takes in every entity's latest row."""
+        return self.as_of + FEATURE_AVAILABILITY_DELAY
 
 
 def validate_transactions(transactions: pd.DataFrame) -> None:
@@ -126,13 +139,13 @@ def validate_transactions(transactions: pd.DataFrame) -> None:
     if bad_amount.any():
         raise ValueError(
             f"transactions: column {AMOUNT!r} must be finite and > 0, "
-            f"got {amounts[bad_amount][0]!r} at row {_first_row(transactions, bad_amount)}"
+            f"got {float(amounts[bad_amount][0])!r} at row {_first_row(transactions, bad_amount)}"
         )
     bad_label = ~transactions[LABEL].isin([0, 1]).to_numpy()
     if bad_label.any():
         raise ValueError(
             f"transactions: column {LABEL!r} must be 0 or 1, got "
-            f"{transactions[LABEL].to_numpy()[bad_label][0]!r} at row "
+            f"{transactions[LABEL].to_numpy()[bad_label].tolist()[0]!r} at row "
             f"{_first_row(transactions, bad_label)}"
         )
     early = (transactions[LABEL_TIMESTAMP] < transactions[EVENT_TIMESTAMP]).to_numpy()
@@ -240,17 +253,14 @@ def _customer_stats(
     customer: np.ndarray, event_ns: np.ndarray, amounts: np.ndarray, as_of_ns: int
 ) -> pd.DataFrame:
     codes, names = pd.factorize(customer, sort=True)
-    delay = FEATURE_AVAILABILITY_DELAY.value
-    # Change points: each transaction enters all windows, then leaves each one in turn.
-    point_codes = [codes]
-    point_ns = [event_ns + delay]
-    for window in CUSTOMER_WINDOWS.values():
-        point_codes.append(codes)
-        point_ns.append(event_ns + window.value)
-    all_codes = np.concatenate(point_codes)
-    all_ns = np.concatenate(point_ns)
-    keep = all_ns <= as_of_ns + delay
-    points = pd.DataFrame({"code": all_codes[keep], "ns": all_ns[keep]}).drop_duplicates()
+    final_ns = as_of_ns + FEATURE_AVAILABILITY_DELAY.value
+    customers = np.arange(len(names))
+    points = pd.DataFrame(
+        {
+            "code": np.concatenate([codes, customers]),
+            "ns": np.concatenate([event_ns, np.full(len(names), final_ns, dtype="int64")]),
+        }
+    ).drop_duplicates()
     points = points.sort_values(["code", "ns"], kind="stable")
     point_code = points["code"].to_numpy()
     point_time = points["ns"].to_numpy()
@@ -278,32 +288,42 @@ def _merchant_stats(
 ) -> pd.DataFrame:
     codes, names = pd.factorize(merchant, sort=True)
     day_ns = pd.Timedelta(days=1).value
-    # Snapshots from the first midnight after a merchant's first transaction up to as_of.
     first_ns = pd.Series(event_ns).groupby(codes).min().to_numpy()
+    # Midnights from the first one after a merchant's first transaction up to as_of.
     first_day = first_ns // day_ns + 1
-    last_day = as_of_ns // day_ns
-    days_per_merchant = np.maximum(last_day - first_day + 1, 0)
-    point_codes = np.repeat(np.arange(len(names)), days_per_merchant)
-    offsets = np.arange(days_per_merchant.sum()) - np.repeat(
+    days_per_merchant = np.maximum(as_of_ns // day_ns - first_day + 1, 0)
+    day_offsets = np.arange(days_per_merchant.sum()) - np.repeat(
         np.cumsum(days_per_merchant) - days_per_merchant, days_per_merchant
     )
-    point_ns = (np.repeat(first_day, days_per_merchant) + offsets) * day_ns
+    points = pd.DataFrame(
+        {
+            "code": np.concatenate(
+                [np.arange(len(names)), np.repeat(np.arange(len(names)), days_per_merchant)]
+            ),
+            "ns": np.concatenate(
+                [first_ns, (np.repeat(first_day, days_per_merchant) + day_offsets) * day_ns]
+            ),
+        }
+    ).sort_values(["code", "ns"], kind="stable")
+    point_code = points["code"].to_numpy()
+    point_time = points["ns"].to_numpy()
     window = MERCHANT_WINDOW.value
-    txn_count, _ = _WindowCounter(
-        codes, event_ns, np.zeros_like(event_ns, dtype="float64")
-    ).in_window(point_codes, point_ns, window)
+    no_values = np.zeros(len(event_ns), dtype="float64")
+    txn_count, _ = _WindowCounter(codes, event_ns, no_values).in_window(
+        point_code, point_time, window
+    )
     # Labels that arrive after as_of are unknown here, exactly as at any earlier time.
     known = label_ns <= as_of_ns
     label_count, fraud_count = _WindowCounter(
         codes[known], label_ns[known], is_fraud[known]
-    ).in_window(point_codes, point_ns, window)
+    ).in_window(point_code, point_time, window)
     fraud_rate = np.divide(
         fraud_count, label_count, out=np.zeros_like(fraud_count), where=label_count > 0
     )
     return _frame(
         {
-            MERCHANT_ID: np.asarray(names)[point_codes],
-            EVENT_TIMESTAMP: point_ns,
+            MERCHANT_ID: np.asarray(names)[point_code],
+            EVENT_TIMESTAMP: point_time,
             f"txn_count_{MERCHANT_WINDOW_NAME}": txn_count,
             f"label_count_{MERCHANT_WINDOW_NAME}": label_count,
             f"fraud_rate_{MERCHANT_WINDOW_NAME}": fraud_rate,

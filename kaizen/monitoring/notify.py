@@ -53,7 +53,11 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "?"
     port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/…" if parts.path not in ("", "/") else f"{parts.scheme}://{host}{port}/"
+    return (
+        f"{parts.scheme}://{host}{port}/…"
+        if parts.path not in ("", "/")
+        else f"{parts.scheme}://{host}{port}/"
+    )
 
 
 def notify(

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kaizen.training.model import import_keras
+
 if TYPE_CHECKING:
     import keras
 
@@ -63,9 +65,9 @@ class EpochHistory:
 
 def make_history_recorder(history: EpochHistory) -> keras.callbacks.Callback:
     """Return a callback that appends every epoch's logs to ``history``."""
-    import keras
+    callback_base: Any = import_keras().callbacks.Callback
 
-    class _HistoryRecorder(keras.callbacks.Callback):
+    class _HistoryRecorder(callback_base):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             history.epochs.append({key: float(value) for key, value in (logs or {}).items()})
 
@@ -153,9 +155,9 @@ def make_resumable_backup(
     Raises:
         CheckpointMismatchError: at train begin, if the checkpoint belongs to another run.
     """
-    import keras
+    backup_base: Any = import_keras().callbacks.BackupAndRestore
 
-    class _ResumableBackup(keras.callbacks.BackupAndRestore):
+    class _ResumableBackup(backup_base):
         def __init__(self) -> None:
             # The checkpoint outlives fit(): it is removed only after the model is exported.
             super().__init__(str(checkpoint_dir), save_freq="epoch", delete_checkpoint=False)

@@ -112,7 +112,8 @@ def feature_matrix(
                 "(integer or float) column"
             )
     # Checked after the float32 cast: a finite float64 beyond float32's range becomes inf.
-    matrix = frame[names].to_numpy(dtype=np.float32)
+    with np.errstate(over="ignore"):
+        matrix = frame[names].to_numpy(dtype=np.float32)
     bad = ~np.isfinite(matrix)
     if bad.any():
         bad_columns = np.flatnonzero(bad.any(axis=0))

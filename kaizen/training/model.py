@@ -6,6 +6,7 @@ module is imported by code (CLI, components, tuning) that often never trains.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -22,6 +23,25 @@ if TYPE_CHECKING:
 METRIC_NAMES: tuple[str, ...] = ("roc_auc", "pr_auc", "accuracy")
 
 _MAX_SEED = 2**32 - 1
+
+
+def import_keras() -> Any:
+    """Import Keras on TensorFlow, CPU only, with TensorFlow's C++ logging reduced.
+
+    Every training module imports Keras through this function, so that whichever import
+    happens first in a process applies the logging level and hides GPUs.
+
+    Returns:
+        The ``keras`` module.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    # RuntimeError: devices were initialised earlier in this process; nothing to change then.
+    with contextlib.suppress(RuntimeError):
+        tf.config.set_visible_devices([], "GPU")
+    return keras
 
 
 class HyperParameterError(ValueError):
@@ -164,8 +184,7 @@ def build_model(
     if not np.isfinite(data).all():
         raise ValueError("normalizer_data has NaN or infinite values")
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    keras = import_keras()
 
     # Explicit per-layer seeds make the model a function of hparams.seed alone, whatever
     # the global RNG state of the process is.

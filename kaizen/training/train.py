@@ -11,7 +11,6 @@ The exported model folder holds:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -44,7 +43,7 @@ from kaizen.training.data import (
     label_vector,
     require_both_classes,
 )
-from kaizen.training.model import METRIC_NAMES, HyperParameters, build_model
+from kaizen.training.model import METRIC_NAMES, HyperParameters, build_model, import_keras
 
 if TYPE_CHECKING:
     import keras
@@ -61,6 +60,10 @@ MONITOR = "val_roc_auc"
 # Large batches for evaluation and scoring: the batch size does not change the results.
 _SCORING_BATCH = 4096
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# Names of the temporary files written by this module before their atomic rename.
+_TEMPORARY_FILE = re.compile(
+    r"^\.(model\.keras|model\.keras\.sha256|features\.json|metadata\.json)\.\d+\.tmp(\.keras)?$"
+)
 
 __all__ = [
     "FEATURES_FILE",
@@ -135,21 +138,10 @@ class TrainingResult:
         }
 
 
-def _import_keras_quietly() -> Any:
-    """Import Keras on TensorFlow with C++ logging reduced and GPUs hidden (CPU only)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
-
-    # RuntimeError: devices were initialised by an earlier call in this process.
-    with contextlib.suppress(RuntimeError):
-        tf.config.set_visible_devices([], "GPU")
-    return keras
-
-
 def _seed_everything(seed: int) -> None:
-    import keras
     import tensorflow as tf
+
+    keras = import_keras()
 
     # Seeds Python, NumPy and TensorFlow (the fit() shuffle); layers carry their own seeds.
     keras.utils.set_random_seed(seed)
@@ -221,15 +213,16 @@ def train(
     """Train the MLP with early stopping on validation ROC-AUC and export it.
 
     Training is deterministic for ``hparams.seed``: the same data and hyperparameters give
-    bit-identical weights. Both classes get equal total weight in the loss (balanced class
-    weights from the training labels). The exported weights are those of the best
-    validation ROC-AUC epoch.
+    bit-identical weights on the same platform and library versions. Both classes get
+    equal total weight in the loss (balanced class weights from the training labels). The
+    exported weights are those of the best validation ROC-AUC epoch.
 
     With ``checkpoint_dir``, the state is checkpointed at the end of every epoch; a process
     killed mid-run and started again with the same arguments resumes after the last
     completed epoch, with the early-stopping state and history of the epochs before. A
     checkpoint written by a run with other hyperparameters, features or data is refused.
-    The checkpoint is removed once the model is exported.
+    The checkpoint is removed once the model is exported. (A resumed run is not
+    bit-identical to an uninterrupted one: the shuffling stream restarts with the process.)
 
     Args:
         train_df: training rows: feature columns and ``is_fraud`` (0/1).
@@ -277,7 +270,7 @@ def train(
     train_sha256 = data_fingerprint(train_x, train_y)
     validation_sha256 = data_fingerprint(validation_x, validation_y)
 
-    keras = _import_keras_quietly()
+    keras = import_keras()
     _seed_everything(hparams.seed)
     model = build_model(names, train_x, hparams)
 
@@ -295,7 +288,12 @@ def train(
     # Order matters: Keras calls callbacks in list order. The backup must see this epoch's
     # early-stopping decision and history entry, and user callbacks (such as the trial's
     # metric printer) run only once the epoch is committed to the checkpoint.
-    run_callbacks: list[Any] = [early_stopping, make_history_recorder(history)]
+    run_callbacks: list[Any] = [
+        # A diverged run (NaN loss, say at a high tuned learning rate) cannot recover.
+        keras.callbacks.TerminateOnNaN(),
+        early_stopping,
+        make_history_recorder(history),
+    ]
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if checkpoint_path is not None:
         fingerprint = {
@@ -334,6 +332,10 @@ def train(
     validation_metrics = _evaluate(model, validation_x, validation_y)
 
     output_path.mkdir(parents=True, exist_ok=True)
+    # Temporary files of an export that was killed before its rename are never read: drop them.
+    for stale in output_path.iterdir():
+        if _TEMPORARY_FILE.match(stale.name):
+            stale.unlink(missing_ok=True)
     model_path = output_path / MODEL_FILE
     # Keras insists on the .keras suffix, so the temporary name keeps it.
     tmp_model = output_path / f".{MODEL_FILE}.{os.getpid()}.tmp.keras"
@@ -449,7 +451,7 @@ def load_model(
         raise ModelFileError(
             f"{path} is not a Keras archive (not a zip file): truncated or a different format"
         )
-    keras = _import_keras_quietly()
+    keras = import_keras()
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad archive; name the file.

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-from kaizen.training.model import HyperParameterError, HyperParameters
+from kaizen.training.model import HyperParameterError, HyperParameters, import_keras
 
 # Printed per epoch, in this order, when Keras reports them.
 EPOCH_METRICS: tuple[str, ...] = (
@@ -199,9 +199,9 @@ def _feature_list(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def make_metric_printer(stream: IO[str]) -> Any:
     """Return a Keras callback printing one Katib metric line per epoch to ``stream``."""
-    import keras
+    callback_base: Any = import_keras().callbacks.Callback
 
-    class _KatibMetricPrinter(keras.callbacks.Callback):
+    class _KatibMetricPrinter(callback_base):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             line = format_metrics_line({"epoch": epoch + 1}, dict(logs or {}))
             print(line, file=stream, flush=True)

@@ -102,9 +102,10 @@ def test_kaizen_run_cli_runs_every_step_and_prints_the_summary(
     assert "roc_auc" in out and "fraud_model_v1" in out
     published = list((kaizen_home / "objects" / "models" / "fraud-detector").glob("*/model.keras"))
     assert len(published) == 1
-    assert f"{published[0].as_uri()}" in out.replace("\n", "").replace(" ", "") or str(
-        published[0].parent.name
-    ) in out
+    assert (
+        f"{published[0].as_uri()}" in out.replace("\n", "").replace(" ", "")
+        or str(published[0].parent.name) in out
+    )
 
 
 def test_failing_gate_skips_publish_and_notifies(
@@ -128,7 +129,7 @@ def test_same_inputs_twice_publish_once(repo_root: Path, kaizen_home: Path) -> N
     second = _run(repo_root, min_roc_auc=0.5)
     assert first.succeeded and second.succeeded, (first.error, second.error)
     one, two = summarize_run(first), summarize_run(second)
-    assert one.published["sha256"] == two.published["sha256"]  # seeded end to end
+    assert one.published["version"] == two.published["version"]  # seeded end to end
     assert one.published["already_published"] is False
     assert two.published["already_published"] is True and two.published["written"] == []
     versions = list((kaizen_home / "objects" / "models" / "fraud-detector").iterdir())
@@ -155,5 +156,7 @@ def test_bad_data_stops_before_the_feature_store_and_reports_why(
     assert "build-features" not in result.tasks
     message = result.error or ""
     assert "transaction_id" in message and "customer_id" in message and "is_fraud" in message
-    assert not (kaizen_home / "feast").exists() or not any((kaizen_home / "feast").rglob("*.parquet"))
+    assert not (kaizen_home / "feast").exists() or not any(
+        (kaizen_home / "feast").rglob("*.parquet")
+    )
     assert [note["state"] for note in webhook.received] == ["FAILED"]

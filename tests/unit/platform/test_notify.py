@@ -87,4 +87,7 @@ def test_without_webhook_only_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_redaction_hides_path_and_credentials() -> None:
-    assert redact_url("https://user:pw@hooks.example.com/services/T0/B0/xyz") == "https://hooks.example.com/…"
+    assert (
+        redact_url("https://user:pw@hooks.example.com/services/T0/B0/xyz")
+        == "https://hooks.example.com/…"
+    )

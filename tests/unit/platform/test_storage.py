@@ -29,7 +29,9 @@ def test_round_trip_and_listing(tmp_path: Path) -> None:
 def test_versioned_key_is_never_overwritten(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path)
     store.put_bytes("models/m/v1/model.keras", b"good")
-    with pytest.raises(KeyExistsError, match="refusing to overwrite versioned key 'models/m/v1/model.keras'"):
+    with pytest.raises(
+        KeyExistsError, match=r"refusing to overwrite versioned key 'models/m/v1/model\.keras'"
+    ):
         store.put_bytes("models/m/v1/model.keras", b"bad")
     assert store.get_bytes("models/m/v1/model.keras") == b"good"
     # An explicit overwrite (for mutable keys such as pointers) is allowed.
@@ -73,7 +75,8 @@ def test_concurrent_writers_of_one_key_exactly_one_wins(tmp_path: Path) -> None:
     results: multiprocessing.Queue[str] = context.Queue()
     payloads = [bytes([index]) * 1_000_000 for index in range(4)]
     workers = [
-        context.Process(target=_race, args=(str(tmp_path), payload, results)) for payload in payloads
+        context.Process(target=_race, args=(str(tmp_path), payload, results))
+        for payload in payloads
     ]
     for worker in workers:
         worker.start()

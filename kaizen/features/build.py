@@ -1,0 +1,168 @@
+"""One call from raw transactions to point-in-time train/validation/test frames."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from kaizen.data.columns import EVENT_TIMESTAMP
+from kaizen.features.split import (
+    DEFAULT_TEST_DAYS,
+    DEFAULT_VALIDATION_DAYS,
+    DEFAULT_WARMUP_DAYS,
+    SplitWindows,
+    split_by_windows,
+    split_windows,
+)
+from kaizen.features.store import (
+    DEFAULT_FEATURE_SERVICE,
+    FeatureRepoError,
+    apply_feature_repo,
+    build_training_frame,
+    feature_data_dir,
+    feature_names,
+    feature_view_names,
+    materialize,
+)
+from kaizen.features.tables import (
+    compute_feature_tables,
+    validate_transactions,
+    write_feature_sources,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+
+@dataclass(frozen=True)
+class FeatureBuildResult:
+    """Everything the training step needs, and what to record about how it was made.
+
+    Attributes:
+        train: Training rows (after the warm-up), sorted by time.
+        validation: Validation rows, sorted by time.
+        test: Test rows (the latest days), sorted by time.
+        feature_names: Model inputs in column order (``view__feature``).
+        feature_service: The Feast feature service the frames were retrieved with.
+        feature_views: Views of that service, in service order.
+        windows: The warm-up/train/validation/test time windows.
+        as_of: The time the feature tables describe the data up to.
+        materialized: The ``(start, end)`` interval loaded into the online store.
+        source_paths: Table name to the parquet file written for it.
+        row_counts: Rows of the input and of each table and split.
+    """
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    feature_names: list[str]
+    feature_service: str
+    feature_views: list[str]
+    windows: SplitWindows
+    as_of: pd.Timestamp
+    materialized: tuple[datetime, datetime]
+    source_paths: dict[str, Path]
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    def manifest(self) -> dict[str, Any]:
+        """JSON-ready description of the build: what training needs and what to record.
+
+        Keys: ``feature_service``, ``feature_views``, ``feature_names`` (ordered model
+        inputs), ``windows``, ``as_of``, ``materialized``, ``source_paths`` and ``rows``
+        (``transactions``, ``customer_stats``, ``merchant_stats``, ``warmup``, ``train``,
+        ``validation``, ``test``).
+        """
+        return {
+            "feature_service": self.feature_service,
+            "feature_views": list(self.feature_views),
+            "feature_names": list(self.feature_names),
+            "windows": self.windows.to_dict(),
+            "as_of": self.as_of.isoformat(),
+            "materialized": {
+                "start": self.materialized[0].isoformat(),
+                "end": self.materialized[1].isoformat(),
+            },
+            "source_paths": {name: str(path) for name, path in self.source_paths.items()},
+            "rows": dict(self.row_counts),
+        }
+
+
+def build_features(
+    transactions: pd.DataFrame,
+    repo_path: str | os.PathLike[str],
+    kaizen_home: str | os.PathLike[str],
+    validation_days: int = DEFAULT_VALIDATION_DAYS,
+    test_days: int = DEFAULT_TEST_DAYS,
+    warmup_days: int = DEFAULT_WARMUP_DAYS,
+    feature_service: str = DEFAULT_FEATURE_SERVICE,
+) -> FeatureBuildResult:
+    """Compute and write feature sources, apply the repo, materialize, retrieve and split.
+
+    Args:
+        transactions: Raw transactions (``kaizen.data.columns.RAW_COLUMNS``); every one is a
+            label event.
+        repo_path: The Feast repo (``feature_repo/``).
+        kaizen_home: Home of the registry, online store and parquet sources.
+        validation_days: Length of the validation window in days.
+        test_days: Length of the test window (the latest days).
+        warmup_days: Days at the start whose transactions train nothing (their 7-day
+            windows are incomplete); they still count in later rows' features.
+        feature_service: The feature service to retrieve.
+
+    Returns:
+        The split frames with their feature names and the build's metadata.
+
+    Raises:
+        ValueError: on malformed transactions or windows that do not fit the data.
+        kaizen.features.FeatureRepoError: if the repo is missing, invalid or cannot be applied.
+    """
+    validate_transactions(transactions)
+    # Windows first: data too short to split fails before anything is written.
+    windows = split_windows(transactions[EVENT_TIMESTAMP], validation_days, test_days, warmup_days)
+    tables = compute_feature_tables(transactions)
+    source_paths = write_feature_sources(tables, feature_data_dir(kaizen_home))
+    store = apply_feature_repo(repo_path, kaizen_home)
+    _check_sources_are_the_written_files(store, source_paths)
+    materialized = materialize(store, tables.materialize_until.to_pydatetime())
+    # Warm-up events are never used for training, so they are not retrieved at all.
+    label_events = transactions[transactions[EVENT_TIMESTAMP] >= windows.train.start]
+    frame = build_training_frame(store, label_events, feature_service)
+    train, validation, test = split_by_windows(frame, windows)
+    return FeatureBuildResult(
+        train=train,
+        validation=validation,
+        test=test,
+        feature_names=feature_names(store, feature_service),
+        feature_service=feature_service,
+        feature_views=feature_view_names(store, feature_service),
+        windows=windows,
+        as_of=tables.as_of,
+        materialized=materialized,
+        source_paths=source_paths,
+        row_counts={
+            "transactions": len(transactions),
+            "customer_stats": len(tables.customer_stats),
+            "merchant_stats": len(tables.merchant_stats),
+            "warmup": int(windows.warmup.contains(transactions[EVENT_TIMESTAMP]).sum()),
+            "train": len(train),
+            "validation": len(validation),
+            "test": len(test),
+        },
+    )
+
+
+def _check_sources_are_the_written_files(store: FeatureStore, written: dict[str, Path]) -> None:
+    """Fail if a view reads files other than the ones just written (an override is set)."""
+    paths = {path.as_posix() for path in written.values()}
+    for view in store.list_feature_views():
+        source = getattr(view.batch_source, "path", None)
+        if source not in paths:
+            raise FeatureRepoError(
+                f"feature view {view.name!r} reads {source}, but the sources were written to "
+                f"{sorted(paths)}; KAIZEN_FEAST_DATA_URI, if set, must point at the same place"
+            )

@@ -1,0 +1,36 @@
+import time
+from pathlib import Path
+
+import pytest
+
+from kaizen.storage import sha256_file
+from kaizen.training.digest import model_content_digest
+
+
+def _save_twice(tmp_path: Path) -> tuple[Path, Path, Path]:
+    from kaizen.training.model import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    first, second, changed = tmp_path / "a.keras", tmp_path / "b.keras", tmp_path / "c.keras"
+    model.save(first)
+    time.sleep(1.1)  # Keras stamps the save time in seconds
+    model.save(second)
+    model.layers[0].kernel.assign(model.layers[0].kernel + 1.0)
+    model.save(changed)
+    return first, second, changed
+
+
+def test_same_model_saved_twice_has_one_identity(tmp_path: Path) -> None:
+    first, second, changed = _save_twice(tmp_path)
+    assert sha256_file(first) != sha256_file(second)  # why the digest exists
+    assert model_content_digest(first) == model_content_digest(second)
+    assert model_content_digest(changed) != model_content_digest(first)
+
+
+def test_non_archive_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.keras"
+    bogus.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"model.keras is not a readable .keras archive"):
+        model_content_digest(bogus)
