@@ -380,7 +380,12 @@ def _fraud_transactions(
     customer = np.repeat(episode_customer, sizes)
     txn_high = np.repeat(high_amount, sizes)
     txn_risky = np.repeat(risky, sizes)
-    risky_pick = rng.choice(population.risky_merchants, size=n)
+    # Within the risky set, fraud follows legitimate traffic, so every risky merchant
+    # shows about the same fraud rate rather than a few standing out perfectly.
+    risky_weights = population.popularity[population.risky_merchants]
+    risky_pick = rng.choice(
+        population.risky_merchants, size=n, p=risky_weights / risky_weights.sum()
+    )
     any_pick = rng.choice(config.merchants, size=n, p=population.popularity)
     merchant = np.where(txn_risky, risky_pick, any_pick)
 
