@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,16 +110,19 @@ def run(
     yaml_path = pipeline or TRAINING_PIPELINE_YAML
     console.print(f"[bold]kaizen run[/bold]: {yaml_path.name} on the embedded backend")
 
+    # Task logs are redirected to the run's log file while it runs; progress is not.
+    progress = Console(file=sys.stdout)
+
     def show(event: TaskEvent) -> None:
         if event.state == "RUNNING":
-            console.print(f"  [cyan]▶[/cyan] {event.task} …")
+            progress.print(f"  [cyan]▶[/cyan] {event.task} …")
         elif event.state == "SUCCESS":
-            console.print(f"  [green]✔[/green] {event.task} ({event.seconds:.1f}s)")
+            progress.print(f"  [green]✔[/green] {event.task} ({event.seconds:.1f}s)")
         else:
-            console.print(f"  [red]✘[/red] {event.task} ({event.seconds:.1f}s)")
+            progress.print(f"  [red]✘[/red] {event.task} ({event.seconds:.1f}s)")
 
     result = run_pipeline(yaml_path, arguments, settings, on_event=show)
-    summary = summarize_run(result)
+    summary = summarize_run(result, reports_dir=settings.home / "reports")
     table = Table(title=f"run {result.run_id}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")

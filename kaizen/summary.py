@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kaizen.runner import RunResult
@@ -45,13 +48,14 @@ class RunSummary:
                 )
             )
             split_rows = self.features.get("rows", {})
-            if split_rows:
-                out.append(
-                    (
-                        "splits",
-                        ", ".join(f"{name} {count}" for name, count in split_rows.items()),
-                    )
-                )
+            windows = self.features.get("windows", {})
+            splits = [
+                f"{name} {split_rows[name]} rows{_window(windows.get(name))}"
+                for name in ("train", "validation", "test")
+                if name in split_rows
+            ]
+            if splits:
+                out.append(("splits", ", ".join(splits)))
         if self.training:
             out.append(
                 (
@@ -104,8 +108,22 @@ class RunSummary:
         return out
 
 
-def summarize_run(result: RunResult) -> RunSummary:
-    """Read the run's artifacts into a summary; missing parts (failed steps) are left out."""
+def _window(window: object) -> str:
+    """`` (start..end)`` in days for a split window, or nothing."""
+    if not isinstance(window, dict):
+        return ""
+    start, end = window.get("start"), window.get("end")
+    return f" ({str(start)[:10]}..{str(end)[:10]})" if start and end else ""
+
+
+def summarize_run(result: RunResult, reports_dir: Path | None = None) -> RunSummary:
+    """Read the run's artifacts into a summary; missing parts (failed steps) are left out.
+
+    Args:
+        result: the finished run.
+        reports_dir: if given, the HTML report is copied there as ``run-<id>.html`` so a
+            browser opens it by its extension.
+    """
     summary = RunSummary(
         run_id=result.run_id,
         state=result.state,
@@ -120,8 +138,6 @@ def summarize_run(result: RunResult) -> RunSummary:
     summary.features = result.json_artifact("build-features", "feature_manifest") or {}
     model_dir = result.artifact("train-model", "model")
     if model_dir is not None and (model_dir / "metadata.json").is_file():
-        import json
-
         summary.training = json.loads((model_dir / "metadata.json").read_text())
     evaluation = result.json_artifact("evaluate-model", "evaluation") or {}
     metrics = evaluation.get("metrics", {})
@@ -133,6 +149,11 @@ def summarize_run(result: RunResult) -> RunSummary:
     summary.gate = result.json_artifact("gate-model", "decision") or {}
     summary.published = result.json_artifact("publish-model", "published") or {}
     report = result.artifact("evaluate-model", "report")
+    if report is not None and reports_dir is not None:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        target = reports_dir / f"run-{result.run_id}.html"
+        shutil.copyfile(report, target)
+        report = target
     summary.report = str(report) if report else None
     summary.notification = (
         result.json_artifact("notify-run", "notification")

@@ -34,3 +34,35 @@ def test_non_archive_is_refused(tmp_path: Path) -> None:
     bogus.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"model.keras is not a readable .keras archive"):
         model_content_digest(bogus)
+
+
+def test_object_ids_in_the_config_do_not_change_the_identity(tmp_path: Path) -> None:
+    import json
+    import zipfile
+
+    first, _, _ = _save_twice(tmp_path)
+    config = {
+        "layers": [
+            {"name": "a", "shared_object_id": 139942801391440},
+            {"name": "b", "shared_object_id": 139942801391440},
+        ]
+    }
+    renumbered = json.loads(json.dumps(config).replace("139942801391440", "140452828557904"))
+    different = {
+        "layers": [{"name": "a", "shared_object_id": 1}, {"name": "b", "shared_object_id": 2}]
+    }
+
+    def rewrite(target: Path, new_config: dict[str, object]) -> Path:
+        with zipfile.ZipFile(first) as source, zipfile.ZipFile(target, "w") as out:
+            for info in source.infolist():
+                data = source.read(info)
+                out.writestr(
+                    info, json.dumps(new_config) if info.filename == "config.json" else data
+                )
+        return target
+
+    same_a = rewrite(tmp_path / "x.keras", config)
+    same_b = rewrite(tmp_path / "y.keras", renumbered)
+    other = rewrite(tmp_path / "z.keras", different)
+    assert model_content_digest(same_a) == model_content_digest(same_b)
+    assert model_content_digest(other) != model_content_digest(same_a)  # sharing structure matters
