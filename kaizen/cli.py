@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kaizen.settings import Settings, SettingsError, load_settings
@@ -27,7 +28,7 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as error:
-        err_console.print(f"[red]error:[/red] {error}")
+        err_console.print("[red]error:[/red]", escape(str(error)))
         raise typer.Exit(2) from None
 
 
@@ -61,7 +62,7 @@ def compile_command(
     try:
         path = compile_pipeline(output or TRAINING_PIPELINE_YAML, image_digest=image_digest)
     except CompileError as error:
-        err_console.print(f"[red]error:[/red] {error}")
+        err_console.print("[red]error:[/red]", escape(str(error)))
         raise typer.Exit(2) from None
     console.print(f"compiled [bold]{path}[/bold]")
 
@@ -130,7 +131,7 @@ def run(
         table.add_row(label, text)
     console.print(table)
     if not result.succeeded:
-        err_console.print(f"[red]run failed[/red]: {result.error}")
+        err_console.print("[red]run failed[/red]:", escape(result.error or ""))
         err_console.print(f"full log: {result.log_path}")
         raise typer.Exit(1)
 

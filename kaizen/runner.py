@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import textwrap
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -133,19 +134,22 @@ class _ProgressStream(io.TextIOBase):
 
 
 def _error_of(lines: list[str]) -> str:
-    """The exception a failed task raised: the last traceback's final lines."""
+    """The exception a failed task raised: the last traceback's exception and message."""
     starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
     if not starts:
-        tail = [line.strip() for line in lines if line.strip()][-5:]
-        return "\n".join(tail)
+        tail = [line for line in lines if line.strip()][-5:]
+        return textwrap.dedent("\n".join(tail)).strip()
     block = lines[starts[-1] :]
-    # the exception message starts at the first unindented-in-traceback line after frames
+    # KFP indents the task's output; the exception line is the first one at the
+    # traceback's own indentation after the frames.
+    indent = len(block[0]) - len(block[0].lstrip())
     for index in range(len(block) - 1, 0, -1):
-        text = block[index].strip()
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", text):
-            message = [line.strip() for line in block[index:] if line.strip()]
-            return "\n".join(message)
-    return "\n".join(line.strip() for line in block[-5:])
+        line = block[index]
+        at_margin = len(line) - len(line.lstrip()) == indent
+        if at_margin and re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line.strip()):
+            message = [text[indent:] if text[:indent].isspace() else text for text in block[index:]]
+            return "\n".join(message).rstrip()
+    return textwrap.dedent("\n".join(block[-5:])).strip()
 
 
 def new_run_id(now: datetime | None = None) -> str:

@@ -154,7 +154,9 @@ def test_bad_data_stops_before_the_feature_store_and_reports_why(
     assert result.tasks["ingest-data"].state == "FAILURE"
     assert "build-features" not in result.tasks
     message = result.error or ""
-    assert "transaction_id" in message and "customer_id" in message and "is_fraud" in message
+    assert "3 failing checks" in message
+    for check in ("unique [transaction_id]", "not_null [customer_id]", "[is_fraud]"):
+        assert check in message
     assert not (kaizen_home / "feast").exists() or not any(
         (kaizen_home / "feast").rglob("*.parquet")
     )
