@@ -126,7 +126,7 @@ def run(
     summary = summarize_run(result, reports_dir=settings.home / "reports")
     table = Table(title=f"run {result.run_id}", show_header=False)
     table.add_column("what", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for label, text in summary.rows():
         table.add_row(label, text)
     console.print(table)

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from kaizen.fileio import write_text_atomic
+
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"
 TRAINING_PIPELINE_YAML = PIPELINES_DIR / "training_pipeline.yaml"
@@ -69,8 +71,4 @@ def compile_pipeline(
             if pin_image(spec, image_digest) == 0:
                 raise CompileError("no container executors found to pin")
             text = yaml.safe_dump_all(documents, sort_keys=False)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp_name, target)
-    return target
+    return write_text_atomic(target, text)

@@ -14,15 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from kaizen.data import columns
+from kaizen.fileio import atomic_path, write_json_atomic
 
 TRAINING_FILE = "data.parquet"
-
-
-def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def _read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -30,10 +24,8 @@ def _read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _write_parquet(frame: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def ingest_step(
@@ -102,7 +94,7 @@ def features_step(
     _write_parquet(result.validation, Path(validation_path))
     _write_parquet(result.test, Path(test_path))
     manifest = result.manifest()
-    _write_json(Path(manifest_path), manifest)
+    write_json_atomic(Path(manifest_path), manifest)
     return manifest
 
 
@@ -189,7 +181,7 @@ def evaluate_step(
         },
     )
     evaluation = {"metrics": result.to_dict(), "test_window": window, "rows": len(test)}
-    _write_json(Path(evaluation_path), evaluation)
+    write_json_atomic(Path(evaluation_path), evaluation)
     return evaluation
 
 
@@ -208,7 +200,7 @@ def gate_step(
     policy = GatePolicy(min_accuracy=min_accuracy, min_roc_auc=min_roc_auc, min_recall=min_recall)
     decision = decide(metrics, policy)
     payload = decision.to_dict()
-    _write_json(Path(decision_path), payload)
+    write_json_atomic(Path(decision_path), payload)
     return payload
 
 

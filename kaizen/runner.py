@@ -146,7 +146,9 @@ def _error_of(lines: list[str]) -> str:
     for index in range(len(block) - 1, 0, -1):
         line = block[index]
         at_margin = len(line) - len(line.lstrip()) == indent
-        if at_margin and re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line.strip()):
+        if at_margin and re.match(
+            r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line.strip()
+        ):
             message = [text[indent:] if text[:indent].isspace() else text for text in block[index:]]
             return "\n".join(message).rstrip()
     return textwrap.dedent("\n".join(block[-5:])).strip()

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from kaizen.fileio import write_bytes_atomic
+
 
 class StorageError(RuntimeError):
     """An object store operation failed."""
@@ -89,23 +91,7 @@ class ObjectStore(ABC):
 
     def get_file(self, key: str, path: str | os.PathLike[str]) -> Path:
         """Copy the object at ``key`` to ``path`` (atomically) and return the path."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, self.get_bytes(key))
-        return target
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        return write_bytes_atomic(path, self.get_bytes(key))
 
 
 class LocalObjectStore(ObjectStore):
@@ -122,7 +108,7 @@ class LocalObjectStore(ObjectStore):
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         if overwrite:
-            _atomic_write(target, data)
+            write_bytes_atomic(target, data)
             return self.uri(key)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:

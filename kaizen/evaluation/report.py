@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import tempfile
 from collections.abc import Mapping
 from html import escape
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kaizen.evaluation.metrics import EvaluationResult, validate_inputs
+from kaizen.fileio import write_bytes_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,7 +69,7 @@ def write_plots(
     paths: dict[str, Path] = {}
     for name, png in images.items():
         paths[name] = target / f"{name}.png"
-        _atomic_write(paths[name], png)
+        write_bytes_atomic(paths[name], png)
     return paths
 
 
@@ -128,7 +128,7 @@ def write_html_report(
     )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(target, page.encode("utf-8"))
+    write_bytes_atomic(target, page.encode("utf-8"))
     return target
 
 
@@ -352,21 +352,6 @@ def _plots_section(images: Mapping[str, bytes]) -> str:
             f'src="data:image/png;base64,{encoded}"><figcaption>{caption}</figcaption></figure>'
         )
     return '<section><h2>Plots</h2><div class="plots">' + "".join(figures) + "</div></section>"
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; artifact viewers need to read it
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 _CSS = """

@@ -32,7 +32,6 @@ while every label event still gets its exact windows.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from kaizen.data.columns import (
     RAW_COLUMNS,
     TRANSACTION_ID,
 )
+from kaizen.fileio import atomic_path
 
 # The final customer row is stamped this long after as_of, so that "strictly before" its
 # stamp still includes a transaction at as_of itself; far below any real spacing.
@@ -237,14 +237,8 @@ def write_feature_sources(
     written: dict[str, Path] = {}
     for name, (frame, file_name) in targets.items():
         target = directory / file_name
-        handle, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{file_name}.", suffix=".tmp")
-        os.close(handle)
-        try:
-            frame.to_parquet(temp_name, index=False)
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as temp_path:
+            frame.to_parquet(temp_path, index=False)
         written[name] = target
     return written
 

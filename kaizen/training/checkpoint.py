@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kaizen.fileio import atomic_path, write_json_atomic
 from kaizen.training.model import import_keras
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 STATE_FILE = "training_state.json"
 _FORMAT_VERSION = 1
 _OWN_FILE = re.compile(
-    r"^(training_state\.json(\.tmp)?|epoch-\d+\.weights\.h5|best-epoch-\d+\.npz(\.tmp\.npz)?)$"
+    r"^(\.?training_state\.json(\.\w+\.tmp)?|epoch-\d+\.weights\.h5"
+    r"|\.?best-epoch-\d+\.npz(\.\w+\.tmp)?)$"
 )
 
 
@@ -72,15 +74,6 @@ def make_history_recorder(history: EpochHistory) -> keras.callbacks.Callback:
             history.epochs.append({key: float(value) for key, value in (logs or {}).items()})
 
     return _HistoryRecorder()
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync(path: Path) -> None:
@@ -201,13 +194,11 @@ def make_resumable_backup(
             if early_stopping.best_weights is not None:
                 best_name = f"best-epoch-{early_stopping.best_epoch + 1:04d}.npz"
                 if not (checkpoint_dir / best_name).exists():
-                    tmp = checkpoint_dir / f"{best_name}.tmp.npz"
-                    np.savez(
-                        tmp,
-                        **{f"w{i}": w for i, w in enumerate(early_stopping.best_weights)},
-                    )
-                    _fsync(tmp)
-                    os.replace(tmp, checkpoint_dir / best_name)
+                    with atomic_path(checkpoint_dir / best_name) as tmp, open(tmp, "wb") as out:
+                        np.savez(
+                            out,
+                            **{f"w{i}": w for i, w in enumerate(early_stopping.best_weights)},
+                        )
             best = early_stopping.best
             state = {
                 "format": _FORMAT_VERSION,
@@ -226,7 +217,7 @@ def make_resumable_backup(
             }
             # The commit point: before this replace a restart sees the previous epoch's
             # complete state, after it this epoch's.
-            _write_json_atomic(checkpoint_dir / STATE_FILE, state)
+            write_json_atomic(checkpoint_dir / STATE_FILE, state)
             for path in checkpoint_dir.iterdir():
                 if _OWN_FILE.match(path.name) and path.name not in (
                     STATE_FILE,

@@ -11,7 +11,6 @@ The exported model folder holds:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from kaizen.data.columns import LABEL
+from kaizen.fileio import atomic_path, write_text_atomic
+from kaizen.storage import sha256_file
 from kaizen.training.checkpoint import (
     EpochHistory,
     make_history_recorder,
@@ -62,7 +63,7 @@ _SCORING_BATCH = 4096
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 # Names of the temporary files written by this module before their atomic rename.
 _TEMPORARY_FILE = re.compile(
-    r"^\.(model\.keras|model\.keras\.sha256|features\.json|metadata\.json)\.\d+\.tmp(\.keras)?$"
+    r"^\.(model\.keras|model\.keras\.sha256|features\.json|metadata\.json)\.\w+\.tmp(\.keras)?$"
 )
 
 __all__ = [
@@ -147,26 +148,6 @@ def _seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
     # Same seed, same data -> bit-identical weights; costs a little speed on CPU.
     tf.config.experimental.enable_op_determinism()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    _fsync_replace(tmp, path)
 
 
 def _check_output_dir(output_dir: Path) -> None:
@@ -338,12 +319,11 @@ def train(
             stale.unlink(missing_ok=True)
     model_path = output_path / MODEL_FILE
     # Keras insists on the .keras suffix, so the temporary name keeps it.
-    tmp_model = output_path / f".{MODEL_FILE}.{os.getpid()}.tmp.keras"
-    model.save(tmp_model)
-    _fsync_replace(tmp_model, model_path)
-    sha256 = _sha256_file(model_path)
-    _write_text_atomic(output_path / SHA256_FILE, f"{sha256}  {MODEL_FILE}\n")
-    _write_text_atomic(output_path / FEATURES_FILE, json.dumps(names, indent=2) + "\n")
+    with atomic_path(model_path, suffix=".tmp.keras") as tmp_model:
+        model.save(tmp_model)
+    sha256 = sha256_file(model_path)
+    write_text_atomic(output_path / SHA256_FILE, f"{sha256}  {MODEL_FILE}\n")
+    write_text_atomic(output_path / FEATURES_FILE, json.dumps(names, indent=2) + "\n")
     metadata = {
         "format_version": METADATA_FORMAT_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -371,7 +351,7 @@ def train(
         "versions": _library_versions(),
     }
     # Written last: a reader that finds metadata.json finds a complete export.
-    _write_text_atomic(output_path / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
+    write_text_atomic(output_path / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
     if checkpoint_path is not None:
         remove_checkpoint(checkpoint_path)
 
@@ -441,7 +421,7 @@ def load_model(
         expected = expected.strip().lower()
         if not _SHA256_PATTERN.match(expected):
             raise ValueError(f"{source} must be 64 hex digits, got {expected!r}")
-        actual = _sha256_file(path)
+        actual = sha256_file(path)
         if actual != expected:
             raise ModelFileError(
                 f"sha256 mismatch for {path}: expected {expected} ({source}), got {actual}; "
