@@ -12,6 +12,8 @@ def gate_model(
     min_accuracy: float,
     min_roc_auc: float,
     min_recall: float,
+    run_id: str,
+    round_index: int,
     decision: Output[Artifact],
 ) -> str:
     """Check the evaluation against the policy thresholds.
@@ -21,6 +23,8 @@ def gate_model(
         min_accuracy: lowest accepted accuracy.
         min_roc_auc: lowest accepted ROC-AUC.
         min_recall: lowest accepted recall at the decision threshold.
+        run_id: the pipeline run id; the outcome is recorded under it for the notify step.
+        round_index: which tuning round this gate judges (0 = first).
         decision: pass or fail with every check and reason (JSON).
 
     Returns:
@@ -34,6 +38,8 @@ def gate_model(
         min_accuracy=min_accuracy,
         min_roc_auc=min_roc_auc,
         min_recall=min_recall,
+        run_id=run_id,
+        round_index=round_index,
     )
     decision.metadata["passed"] = bool(result["passed"])
     return "pass" if result["passed"] else "fail"

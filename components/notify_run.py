@@ -10,6 +10,7 @@ from components import COMPONENT_IMAGE
 def notify_run(
     status: dsl.PipelineTaskFinalStatus,
     webhook_url: str,
+    run_id: str,
     notification: Output[Artifact],
 ) -> None:
     """Log the run's final state and POST it as JSON to the webhook when one is set.
@@ -17,6 +18,7 @@ def notify_run(
     Args:
         status: final status of the pipeline's tasks, filled in by the backend.
         webhook_url: http(s) URL to POST the notification to; empty for log only.
+        run_id: the pipeline run id, under which the gate rounds recorded their outcome.
         notification: the notification and its delivery record (JSON).
     """
     import json
@@ -29,6 +31,7 @@ def notify_run(
         state=status.state,
         error_message=status.error_message or "",
         webhook_url=webhook_url,
+        run_id=run_id,
     )
     with open(notification.path, "w") as handle:
         json.dump(record, handle, indent=2)

@@ -98,6 +98,144 @@ def features_step(
     return manifest
 
 
+HPARAM_TYPES: dict[str, type] = {
+    "learning_rate": float,
+    "num_layers": int,
+    "units": int,
+    "dropout": float,
+    "batch_size": int,
+}
+
+
+def best_hyperparameters(
+    assignments: Mapping[str, str], defaults: Mapping[str, float | int]
+) -> dict[str, float | int]:
+    """Typed training hyperparameters from Katib's string assignments, defaults for the rest.
+
+    Raises:
+        ValueError: an assignment is not a number of its hyperparameter's type.
+    """
+    chosen: dict[str, float | int] = {}
+    for name, kind in HPARAM_TYPES.items():
+        if name not in assignments:
+            chosen[name] = kind(defaults[name])
+            continue
+        raw = assignments[name]
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ValueError(f"tuned {name}={raw!r} is not a number") from None
+        if kind is int and not number.is_integer():
+            raise ValueError(f"tuned {name}={raw!r} is not a whole number")
+        chosen[name] = int(number) if kind is int else number
+    return chosen
+
+
+def tune_step(
+    train_path: str | os.PathLike[str],
+    validation_path: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
+    experiment_path: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    *,
+    backend: str = "local",
+    max_trial_count: int = 0,
+    parallel_trial_count: int = 0,
+    name_suffix: str = "",
+    image: str = "",
+    timeout_s: float = 3600.0,
+    shared_data_dir: str | os.PathLike[str] = "/mnt/data",
+    defaults: Mapping[str, float | int] | None = None,
+) -> dict[str, Any]:
+    """Run the Katib Experiment (locally on Optuna, or as a Katib CR) and return the best trial.
+
+    Args:
+        train_path: training rows (Parquet) the trials train on.
+        validation_path: validation rows (Parquet) the trials report metrics on.
+        manifest_path: feature manifest; its ordered feature list goes to the trials.
+        experiment_path: the Katib Experiment YAML.
+        work_dir: where the local executor keeps trials and its resumable record.
+        backend: ``local`` (Optuna, trial processes here) or ``katib`` (the cluster).
+        max_trial_count: trial budget; 0 keeps the Experiment's own.
+        parallel_trial_count: trials at once; 0 keeps the Experiment's own.
+        name_suffix: appended to the Experiment name (a run id), so runs never collide.
+        image: trial image for the cluster; empty keeps the Experiment's own.
+        timeout_s: how long the cluster backend waits for the Experiment.
+        shared_data_dir: cluster backend: the volume this step and the trial pods both mount
+            (the Experiment's ``/mnt/data``); the data is staged under ``<name>/`` in it.
+        defaults: hyperparameters for anything the Experiment does not search.
+
+    Returns:
+        ``experiment`` (Katib-shaped result), ``best_parameters`` (Katib strings) and
+        ``hyperparameters`` (typed, ready for training).
+    """
+    from kaizen.tuning.spec import apply_overrides, load_experiment
+
+    if backend not in ("local", "katib"):
+        raise ValueError(f"tuning backend must be 'local' or 'katib', got {backend!r}")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = _read_json(manifest_path)
+    features_file = work / "features.json"
+    write_json_atomic(features_file, list(manifest["feature_names"]))
+    body = load_experiment(Path(experiment_path))
+    overrides: dict[str, Any] = {
+        "name_suffix": name_suffix or None,
+        "max_trial_count": max_trial_count or None,
+        "parallel_trial_count": parallel_trial_count or None,
+    }
+    if backend == "local":
+        from kaizen.tuning.local import run_experiment
+
+        body = apply_overrides(
+            body,
+            train_data=str(Path(train_path).absolute()),
+            validation_data=str(Path(validation_path).absolute()),
+            features_file=str(features_file.absolute()),
+            **overrides,
+        )
+        result = run_experiment(body, work_dir=work)
+    else:
+        from kaizen.tuning.katib import KatibLauncher
+
+        name = apply_overrides(body, name_suffix=overrides["name_suffix"])["metadata"]["name"]
+        staged = Path(shared_data_dir) / name
+        staged.mkdir(parents=True, exist_ok=True)
+        for source, target in (
+            (Path(train_path), staged / "train.parquet"),
+            (Path(validation_path), staged / "validation.parquet"),
+            (features_file, staged / "features.json"),
+        ):
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(source.read_bytes())
+        result = KatibLauncher.in_cluster().run(
+            body,
+            image=image or None,
+            train_data=str(staged / "train.parquet"),
+            validation_data=str(staged / "validation.parquet"),
+            features_file=str(staged / "features.json"),
+            timeout_s=timeout_s,
+            **overrides,
+        )
+    experiment = result.to_dict()
+    if not result.optimal_trial or not result.best_parameters():
+        raise RuntimeError(
+            f"tuning found no successful trial in experiment {result.name!r} "
+            f"({result.status}: {result.reason})"
+        )
+    assignments = result.best_parameters()
+    hyperparameters = best_hyperparameters(
+        assignments,
+        defaults
+        or {"learning_rate": 1e-3, "num_layers": 2, "units": 64, "dropout": 0.1, "batch_size": 256},
+    )
+    return {
+        "experiment": experiment,
+        "best_parameters": assignments,
+        "hyperparameters": hyperparameters,
+    }
+
+
 def train_step(
     train_path: str | os.PathLike[str],
     validation_path: str | os.PathLike[str],
@@ -192,16 +330,95 @@ def gate_step(
     min_accuracy: float = 0.80,
     min_roc_auc: float = 0.90,
     min_recall: float = 0.50,
+    run_id: str = "",
+    round_index: int = 0,
 ) -> dict[str, Any]:
-    """Decide pass or fail against the policy; write the decision with every reason."""
+    """Decide pass or fail against the policy; write the decision with every reason.
+
+    With a ``run_id`` the decision is also recorded in the object store under
+    ``runs/<run_id>/gate-round-<k>.json``, where the notify step finds every round's outcome.
+    """
     from kaizen.evaluation.gate import GatePolicy, decide
 
-    metrics = _read_json(evaluation_path)["metrics"]
+    evaluation = _read_json(evaluation_path)
+    metrics = evaluation["metrics"]
     policy = GatePolicy(min_accuracy=min_accuracy, min_roc_auc=min_roc_auc, min_recall=min_recall)
     decision = decide(metrics, policy)
     payload = decision.to_dict()
+    payload["round"] = round_index
     write_json_atomic(Path(decision_path), payload)
+    if run_id:
+        record_gate_outcome(run_id, round_index, payload, metrics)
     return payload
+
+
+GATE_METRICS = ("accuracy", "roc_auc", "pr_auc", "precision", "recall", "f1")
+
+
+def _outcome_key(run_id: str, round_index: int) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in run_id)
+    return f"runs/{safe}/gate-round-{round_index}.json"
+
+
+def record_gate_outcome(
+    run_id: str, round_index: int, decision: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> None:
+    """Store one round's gate outcome; a retried gate step writes the same record again."""
+    from kaizen.storage import open_store
+
+    record = {
+        "round": round_index,
+        "passed": bool(decision.get("passed")),
+        "reasons": list(decision.get("reasons", [])),
+        "metrics": {name: metrics.get(name) for name in GATE_METRICS},
+    }
+    open_store().put_bytes(
+        _outcome_key(run_id, round_index),
+        json.dumps(record, sort_keys=True).encode(),
+        overwrite=True,
+    )
+
+
+def gate_outcomes(run_id: str) -> list[dict[str, Any]]:
+    """Every recorded gate round of ``run_id``, in round order."""
+    from kaizen.storage import open_store
+
+    store = open_store()
+    prefix = _outcome_key(run_id, 0).rsplit("/", 1)[0] + "/"
+    rounds = [json.loads(store.get_bytes(key)) for key in store.list(prefix)]
+    return sorted(rounds, key=lambda record: int(record["round"]))
+
+
+def outcome_message(state: str, error_message: str, rounds: list[dict[str, Any]]) -> str:
+    """One sentence a person reads in the notification."""
+    succeeded = state.upper() in {"SUCCEEDED", "SUCCESS"}
+    if not succeeded:
+        return f"run failed: {error_message or 'see task logs'}"
+    if not rounds:
+        return "run succeeded"
+    passed = [record for record in rounds if record["passed"]]
+    if passed:
+        winner = passed[0]
+        roc_auc = winner["metrics"].get("roc_auc")
+        return f"run succeeded: gate passed in round {winner['round']}" + (
+            f" (roc_auc {roc_auc:.3f})" if isinstance(roc_auc, int | float) else ""
+        )
+
+    def score(record: dict[str, Any]) -> float:
+        value = record["metrics"].get("roc_auc")
+        return float(value) if isinstance(value, int | float) else float("-inf")
+
+    best = max(rounds, key=score)
+    reached = ", ".join(
+        f"{name} {value:.3f}"
+        for name, value in best["metrics"].items()
+        if isinstance(value, int | float)
+    )
+    failing = "; ".join(reason for reason in best["reasons"] if reason.endswith("fail"))
+    return (
+        f"gate failed after {len(rounds)} round(s), model not published; best reached in round "
+        f"{best['round']}: {reached} ({failing})"
+    )
 
 
 def publish_step(
@@ -268,16 +485,24 @@ def notify_step(
     state: str,
     error_message: str = "",
     webhook_url: str = "",
-    details: Mapping[str, Any] | None = None,
+    run_id: str = "",
 ) -> dict[str, Any]:
-    """Record how the run ended: a log line, and a webhook POST when configured."""
+    """Record how the run ended: a log line, and a webhook POST when configured.
+
+    The message says whether the gate passed (and in which round) or, when every round
+    failed, the best metrics reached, read from the gate outcomes recorded under ``run_id``.
+    """
     from kaizen.monitoring.notify import Notification, notify
 
-    succeeded = state.upper() in {"SUCCEEDED", "SUCCESS"}
-    message = "run succeeded" if succeeded else f"run failed: {error_message or 'see task logs'}"
+    rounds = gate_outcomes(run_id) if run_id else []
+    message = outcome_message(state, error_message, rounds)
     record = notify(
         Notification(
-            pipeline=pipeline, run=run, state=state, message=message, details=details or {}
+            pipeline=pipeline,
+            run=run_id or run,
+            state=state,
+            message=message,
+            details={"gate_rounds": rounds},
         ),
         webhook_url or None,
     )
@@ -292,4 +517,5 @@ __all__ = [
     "notify_step",
     "publish_step",
     "train_step",
+    "tune_step",
 ]

@@ -25,6 +25,8 @@ class RunSummary:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
+    tuning: list[dict[str, Any]] = field(default_factory=list)
+    rounds: int = 0
     published: dict[str, Any] = field(default_factory=dict)
     report: str | None = None
     notification: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +58,32 @@ class RunSummary:
             ]
             if splits:
                 out.append(("splits", ", ".join(splits)))
+        for index, search in enumerate(self.tuning):
+            trials = search.get("trials", [])
+            statuses: dict[str, int] = {}
+            for trial in trials:
+                statuses[trial["status"]] = statuses.get(trial["status"], 0) + 1
+            counts = ", ".join(f"{count} {status.lower()}" for status, count in statuses.items())
+            best = search.get("optimal_trial") or {}
+            metrics = {
+                metric["name"]: metric["latest"]
+                for metric in best.get("observation", {}).get("metrics", [])
+            }
+            label = "tuning" if index == 0 else f"re-tune {index}"
+            out.append((label, f"{search.get('name', '?')}: {len(trials)} trials ({counts})"))
+            if best:
+                params = ", ".join(
+                    f"{item['name']}={item['value']}"
+                    for item in best.get("parameterAssignments", [])
+                )
+                objective = metrics.get("val_roc_auc")
+                out.append(
+                    (
+                        "",
+                        f"best {best.get('bestTrialName', '?')}: {params}"
+                        + (f" (val_roc_auc {float(objective):.3f})" if objective else ""),
+                    )
+                )
         if self.training:
             out.append(
                 (
@@ -77,6 +105,8 @@ class RunSummary:
             )
         if self.gate:
             verdict = "PASS" if self.gate.get("passed") else "FAIL"
+            if self.rounds > 1:
+                verdict += f" (round {self.rounds - 1}, after {self.rounds - 1} re-tune(s))"
             out.append(("gate", verdict))
             for reason in self.gate.get("reasons", []):
                 out.append(("", str(reason)))
@@ -116,6 +146,16 @@ def _window(window: object) -> str:
     return f" ({str(start)[:10]}..{str(end)[:10]})" if start and end else ""
 
 
+def latest_round_task(result: RunResult, base: str) -> tuple[str, int]:
+    """The task of the last round that ran: ``base``, ``base-2``, ``base-3`` ...; and the count."""
+    count = 0
+    name = base
+    while result.task_dir(base if count == 0 else f"{base}-{count + 1}") is not None:
+        name = base if count == 0 else f"{base}-{count + 1}"
+        count += 1
+    return name, count
+
+
 def summarize_run(result: RunResult, reports_dir: Path | None = None) -> RunSummary:
     """Read the run's artifacts into a summary; missing parts (failed steps) are left out.
 
@@ -136,19 +176,31 @@ def summarize_run(result: RunResult, reports_dir: Path | None = None) -> RunSumm
     if artifacts:
         summary.data = dict(artifacts[0].get("metadata", {}))
     summary.features = result.json_artifact("build-features", "feature_manifest") or {}
-    model_dir = result.artifact("train-model", "model")
+    train_task, summary.rounds = latest_round_task(result, "train-model")
+    model_dir = result.artifact(train_task, "model")
     if model_dir is not None and (model_dir / "metadata.json").is_file():
         summary.training = json.loads((model_dir / "metadata.json").read_text())
-    evaluation = result.json_artifact("evaluate-model", "evaluation") or {}
+    evaluate_task, _ = latest_round_task(result, "evaluate-model")
+    evaluation = result.json_artifact(evaluate_task, "evaluation") or {}
     metrics = evaluation.get("metrics", {})
     summary.metrics = {
         name: float(metrics[name])
         for name in METRIC_ORDER
         if isinstance(metrics.get(name), int | float)
     }
-    summary.gate = result.json_artifact("gate-model", "decision") or {}
-    summary.published = result.json_artifact("publish-model", "published") or {}
-    report = result.artifact("evaluate-model", "report")
+    gate_task, _ = latest_round_task(result, "gate-model")
+    summary.gate = result.json_artifact(gate_task, "decision") or {}
+    publish_task, published_rounds = latest_round_task(result, "publish-model")
+    if published_rounds:
+        summary.published = result.json_artifact(publish_task, "published") or {}
+    _, tune_rounds = latest_round_task(result, "tune-model")
+    for index in range(tune_rounds):
+        search = result.json_artifact(
+            "tune-model" if index == 0 else f"tune-model-{index + 1}", "tuning_result"
+        )
+        if search:
+            summary.tuning.append(search.get("experiment", {}))
+    report = result.artifact(evaluate_task, "report")
     if report is not None and reports_dir is not None:
         reports_dir.mkdir(parents=True, exist_ok=True)
         target = reports_dir / f"run-{result.run_id}.html"

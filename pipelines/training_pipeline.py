@@ -1,10 +1,16 @@
-"""The training pipeline: ingest, features, train, evaluate, gate, publish; notify on exit.
+"""The training pipeline: ingest, features, tune, train, evaluate, gate, publish; notify on exit.
 
 ``create_pipeline`` style: every input is a pipeline parameter with a default, so the same
 compiled YAML runs on the embedded backend (``kaizen run``) and on Kubeflow Pipelines.
+
+When the gate fails, the search runs again on the widened Experiment, up to ``retune_rounds``
+times. KFP has no loops, so the rounds are unrolled up to ``MAX_RETUNE_ROUNDS``; each round
+shows in the run graph as its own tune/train/evaluate/gate steps.
 """
 
-from kfp import dsl
+from typing import Any
+
+from kfp import dsl, kubernetes
 
 from components.build_features import build_features
 from components.evaluate_model import evaluate_model
@@ -13,13 +19,106 @@ from components.ingest_data import ingest_data
 from components.notify_run import notify_run
 from components.publish_model import publish_model
 from components.train_model import train_model
+from components.tune_model import tune_model
 
 PIPELINE_NAME = "kaizen-training"
+MAX_RETUNE_ROUNDS = 2
+TUNING_DATA_PVC = "kaizen-tuning-data"  # also claimed by the trial Job in katib/*.yaml
+
+
+def _train_round(
+    round_index: int,
+    experiment_spec: Any,
+    features_task: dsl.PipelineTask,
+    params: dict[str, Any],
+) -> dict[str, dsl.PipelineTask]:
+    """tune -> train -> evaluate -> gate, and publish under ``dsl.If`` when the gate passes."""
+    tune_task = tune_model(
+        train_data=features_task.outputs["train_data"],
+        validation_data=features_task.outputs["validation_data"],
+        feature_manifest=features_task.outputs["feature_manifest"],
+        experiment_spec=experiment_spec,
+        tuning_backend=params["tuning_backend"],
+        max_trial_count=params["max_trial_count"],
+        parallel_trial_count=params["parallel_trial_count"],
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        round_index=round_index,
+        learning_rate=params["learning_rate"],
+        num_layers=params["num_layers"],
+        units=params["units"],
+        dropout=params["dropout"],
+        batch_size=params["batch_size"],
+    )
+    # Trials are processes or pods outside KFP's cache: a cached result would hide them.
+    tune_task.set_caching_options(False)
+    # On the cluster the step stages the data on the volume the Katib trial pods mount.
+    kubernetes.mount_pvc(tune_task, pvc_name=TUNING_DATA_PVC, mount_path="/mnt/data")
+    train_task = train_model(
+        train_data=features_task.outputs["train_data"],
+        validation_data=features_task.outputs["validation_data"],
+        feature_manifest=features_task.outputs["feature_manifest"],
+        learning_rate=tune_task.outputs["learning_rate"],
+        num_layers=tune_task.outputs["num_layers"],
+        units=tune_task.outputs["units"],
+        dropout=tune_task.outputs["dropout"],
+        batch_size=tune_task.outputs["batch_size"],
+        epochs=params["epochs"],
+        patience=params["patience"],
+        seed=params["seed"],
+    )
+    train_task.set_cpu_limit("2").set_memory_limit("4G")
+    evaluate_task = evaluate_model(
+        model=train_task.outputs["model"],
+        test_data=features_task.outputs["test_data"],
+        feature_manifest=features_task.outputs["feature_manifest"],
+        decision_threshold=params["decision_threshold"],
+    )
+    gate_task = gate_model(
+        evaluation=evaluate_task.outputs["evaluation"],
+        min_accuracy=params["min_accuracy"],
+        min_roc_auc=params["min_roc_auc"],
+        min_recall=params["min_recall"],
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        round_index=round_index,
+    )
+    # The gate records its outcome for the notify step: a side effect, never cached.
+    gate_task.set_caching_options(False)
+    with dsl.If(gate_task.outputs["Output"] == "pass", name=f"gate-passed-round-{round_index}"):
+        publish_task = publish_model(
+            model=train_task.outputs["model"],
+            report=evaluate_task.outputs["report"],
+            decision=gate_task.outputs["decision"],
+            evaluation=evaluate_task.outputs["evaluation"],
+            feature_manifest=features_task.outputs["feature_manifest"],
+            model_name=params["model_name"],
+        )
+        publish_task.set_caching_options(False)
+    return {"tune": tune_task, "train": train_task, "gate": gate_task}
+
+
+def _retune(
+    round_index: int,
+    previous_gate: dsl.PipelineTask,
+    features_task: dsl.PipelineTask,
+    params: dict[str, Any],
+) -> None:
+    """On a failed gate, and while rounds remain, search the widened space once more."""
+    if round_index > MAX_RETUNE_ROUNDS:
+        return
+    with (
+        dsl.If(
+            previous_gate.outputs["Output"] == "fail", name=f"gate-failed-round-{round_index - 1}"
+        ),
+        dsl.If(params["retune_rounds"] >= round_index, name=f"retune-round-{round_index}"),
+    ):
+        tasks = _train_round(round_index, params["retune_experiment_spec"], features_task, params)
+        _retune(round_index + 1, tasks["gate"], features_task, params)
 
 
 @dsl.pipeline(
     name=PIPELINE_NAME,
-    description="Ingest card transactions, build Feast features, train, evaluate, gate, publish.",
+    description="Ingest card transactions, build Feast features, tune with Katib, train, "
+    "evaluate, gate, publish.",
 )
 def training_pipeline(
     source_uri: str = "",
@@ -34,6 +133,12 @@ def training_pipeline(
     validation_days: int = 5,
     test_days: int = 5,
     warmup_days: int = 7,
+    experiment_spec: str = "katib/fraud-mlp-tpe.yaml",
+    retune_experiment_spec: str = "katib/fraud-mlp-tpe-wide.yaml",
+    tuning_backend: str = "local",
+    max_trial_count: int = 4,
+    parallel_trial_count: int = 2,
+    retune_rounds: int = 1,
     learning_rate: float = 0.001,
     num_layers: int = 2,
     units: int = 64,
@@ -63,12 +168,18 @@ def training_pipeline(
         validation_days: days in the validation window.
         test_days: days in the test window (the latest).
         warmup_days: first days left out while windowed features fill up.
-        learning_rate: Adam learning rate.
-        num_layers: hidden layers.
-        units: units per hidden layer.
-        dropout: dropout rate.
-        batch_size: training batch size.
-        epochs: maximum training epochs.
+        experiment_spec: Katib Experiment YAML of the first search.
+        retune_experiment_spec: Katib Experiment YAML with the widened space for re-tune rounds.
+        tuning_backend: "local" (Optuna, trials as processes) or "katib" (Katib CR on the cluster).
+        max_trial_count: trial budget per search; 0 keeps the Experiment's own.
+        parallel_trial_count: trials at once; 0 keeps the Experiment's own.
+        retune_rounds: re-tune rounds after a failed gate (0 to 2).
+        learning_rate: Adam learning rate when the search does not set it.
+        num_layers: hidden layers when the search does not set them.
+        units: units per hidden layer when the search does not set them.
+        dropout: dropout rate when the search does not set it.
+        batch_size: training batch size when the search does not set it.
+        epochs: maximum training epochs of the final training.
         patience: early-stopping patience in epochs.
         decision_threshold: fraud score threshold for the decision metrics.
         min_accuracy: gate: lowest accepted accuracy.
@@ -77,7 +188,8 @@ def training_pipeline(
         model_name: name the model is published under.
         webhook_url: http(s) URL notified when the run ends; empty for log only.
     """
-    notify_task = notify_run(webhook_url=webhook_url)
+    params = dict(locals())
+    notify_task = notify_run(webhook_url=webhook_url, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     notify_task.set_caching_options(False)
     notify_task.set_display_name("notify")
 
@@ -101,39 +213,5 @@ def training_pipeline(
         )
         # Feast apply + materialize write the online store: a cached result would skip that.
         features_task.set_caching_options(False)
-        train_task = train_model(
-            train_data=features_task.outputs["train_data"],
-            validation_data=features_task.outputs["validation_data"],
-            feature_manifest=features_task.outputs["feature_manifest"],
-            learning_rate=learning_rate,
-            num_layers=num_layers,
-            units=units,
-            dropout=dropout,
-            batch_size=batch_size,
-            epochs=epochs,
-            patience=patience,
-            seed=seed,
-        )
-        train_task.set_cpu_limit("2").set_memory_limit("4G")
-        evaluate_task = evaluate_model(
-            model=train_task.outputs["model"],
-            test_data=features_task.outputs["test_data"],
-            feature_manifest=features_task.outputs["feature_manifest"],
-            decision_threshold=decision_threshold,
-        )
-        gate_task = gate_model(
-            evaluation=evaluate_task.outputs["evaluation"],
-            min_accuracy=min_accuracy,
-            min_roc_auc=min_roc_auc,
-            min_recall=min_recall,
-        )
-        with dsl.If(gate_task.outputs["Output"] == "pass", name="gate-passed"):
-            publish_task = publish_model(
-                model=train_task.outputs["model"],
-                report=evaluate_task.outputs["report"],
-                decision=gate_task.outputs["decision"],
-                evaluation=evaluate_task.outputs["evaluation"],
-                feature_manifest=features_task.outputs["feature_manifest"],
-                model_name=model_name,
-            )
-            publish_task.set_caching_options(False)
+        first = _train_round(0, experiment_spec, features_task, params)
+        _retune(1, first["gate"], features_task, params)

@@ -1,0 +1,762 @@
+"""Contract tests of the Katib launcher against the Kubernetes API shape. Not a cluster.
+
+No Kubernetes cluster or Katib controller runs here. These tests point a real
+``kubernetes.client.ApiClient`` at ``fake_kube_api.FakeKubeApi``, a real HTTP server on
+127.0.0.1 that answers the ``kubeflow.org/v1beta1`` paths the launcher uses with
+Kubernetes-shaped JSON (objects, lists, ``Status`` errors) and records every request. They
+pin the contract on both sides of the wire: what the launcher sends (request bodies, paths,
+query parameters, headers) and how it reads what a Katib cluster answers (Experiment status
+conditions, ``currentOptimalTrial``, Trial objects, error Status objects). What Katib's
+controller would do on a cluster is scripted as a sequence of status values.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import kubernetes.client
+import pytest
+import yaml
+
+from kaizen.tuning.katib import (
+    EXPERIMENT_LABEL,
+    SPEC_DIGEST_ANNOTATION,
+    KatibAccessError,
+    KatibConfigError,
+    KatibConflictError,
+    KatibLauncher,
+    KatibNotFoundError,
+    KatibRejectedError,
+    KatibTimeoutError,
+    KatibUnreachableError,
+)
+from kaizen.tuning.spec import ExperimentSpecError, apply_overrides, load_experiment
+
+
+def _load_fake_api() -> ModuleType:
+    # Test folders have no __init__.py (importlib import mode), so load the helper by path.
+    path = Path(__file__).with_name("fake_kube_api.py")
+    spec = importlib.util.spec_from_file_location("fake_kube_api", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fake_kube_api"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fake_kube_api = _load_fake_api()
+FakeKubeApi = fake_kube_api.FakeKubeApi
+katib_experiment_status = fake_kube_api.katib_experiment_status
+katib_metric = fake_kube_api.katib_metric
+katib_trial = fake_kube_api.katib_trial
+
+NAMESPACE = "team-tuning"
+EXPERIMENTS_PATH = f"/apis/kubeflow.org/v1beta1/namespaces/{NAMESPACE}/experiments"
+FAST = {"attempts": 3, "backoff_s": 0.02, "request_timeout_s": 5.0}
+POLL_S = 0.02
+
+BEST_TRIAL = {
+    "bestTrialName": "fraud-mlp-tpe-r1-b7xq2m4k",
+    "parameterAssignments": [
+        {"name": "learning_rate", "value": "0.0031"},
+        {"name": "num_layers", "value": "2"},
+        {"name": "units", "value": "64"},
+        {"name": "dropout", "value": "0.12"},
+        {"name": "batch_size", "value": "256"},
+    ],
+    "observation": {
+        "metrics": [
+            {"name": "val_roc_auc", "latest": "0.9912", "max": "0.9912", "min": "0.9412"},
+            {"name": "val_accuracy", "latest": "0.981", "max": "0.981", "min": "0.95"},
+            {"name": "val_pr_auc", "latest": "0.83", "max": "0.83", "min": "0.61"},
+            {"name": "val_loss", "latest": "0.061", "max": "0.2", "min": "0.061"},
+        ]
+    },
+}
+
+
+@pytest.fixture
+def experiment_body(repo_root: Path) -> dict[str, Any]:
+    return load_experiment(repo_root / "katib" / "fraud-mlp-tpe.yaml")
+
+
+@pytest.fixture
+def fake_api() -> Iterator[Any]:
+    with FakeKubeApi() as server:
+        yield server
+
+
+@pytest.fixture
+def launcher(fake_api: Any) -> Iterator[KatibLauncher]:
+    with KatibLauncher(fake_api.api_client(), NAMESPACE, **FAST) as katib:
+        yield katib
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _trial_args(body: dict[str, Any]) -> list[str]:
+    container = body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    return [*container.get("command", []), *container.get("args", [])]
+
+
+def _finished(
+    name: str, reason: str, optimal: dict[str, Any] | None = BEST_TRIAL
+) -> list[dict[str, Any]]:
+    """Katib's status progression Created -> Running -> Succeeded for experiment ``name``."""
+    best = (optimal or {}).get("bestTrialName")
+    return [
+        katib_experiment_status("Created", reason="ExperimentCreated", message="created"),
+        katib_experiment_status(
+            "Running",
+            reason="ExperimentRunning",
+            message="Experiment is running",
+            running=[f"{name}-a", f"{name}-b"],
+        ),
+        katib_experiment_status(
+            "Succeeded",
+            reason=reason,
+            message="Experiment has succeeded",
+            succeeded=[best] if best else [],
+            optimal=optimal,
+        ),
+    ]
+
+
+# -- what the launcher sends ------------------------------------------------------------------
+
+
+def test_contract_create_posts_the_validated_experiment_with_overrides(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    original = yaml.safe_dump(experiment_body)
+    overrides: dict[str, Any] = {
+        "name_suffix": "run-42",
+        "image": "registry.example/kaizen-component@sha256:" + "ab" * 32,
+        "train_data": "/mnt/data/run-42/train.parquet",
+        "validation_data": "/mnt/data/run-42/validation.parquet",
+        "features_file": "/mnt/data/run-42/features.json",
+        "max_trial_count": 4,
+        "parallel_trial_count": 2,
+    }
+
+    name = launcher.launch(experiment_body, **overrides)
+
+    [post] = fake_api.requests_to("POST")
+    assert post.path == EXPERIMENTS_PATH
+    assert post.headers["content-type"] == "application/json"
+    sent = post.body
+    assert sent["apiVersion"] == "kubeflow.org/v1beta1"
+    assert sent["kind"] == "Experiment"
+    assert sent["metadata"]["name"] == name == "fraud-mlp-tpe-run-42"
+    assert sent["metadata"]["namespace"] == NAMESPACE
+    assert sent["spec"]["maxTrialCount"] == 4
+    assert sent["spec"]["parallelTrialCount"] == 2
+    container = sent["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["image"] == overrides["image"]
+    args = _trial_args(sent)
+    assert "--train-data=/mnt/data/run-42/train.parquet" in args
+    assert "--validation-data=/mnt/data/run-42/validation.parquet" in args
+    assert "--features-file=/mnt/data/run-42/features.json" in args
+    assert not any(arg.startswith("--train-data=/mnt/data/train") for arg in args)
+    # Katib substitutes the trial parameters on the cluster; the launcher must not.
+    assert "--learning-rate=${trialParameters.learningRate}" in args
+    # Exactly spec.apply_overrides' body, plus our adoption digest and nothing else.
+    expected = apply_overrides(experiment_body, namespace=NAMESPACE, **overrides)
+    annotations = sent["metadata"].pop("annotations")
+    assert set(annotations) == {SPEC_DIGEST_ANNOTATION}
+    assert len(annotations[SPEC_DIGEST_ANNOTATION]) == 64
+    expected["metadata"].pop("annotations", None)
+    assert sent == expected
+    assert yaml.safe_dump(experiment_body) == original, "the caller's body was modified"
+
+
+def test_contract_invalid_override_is_refused_before_any_request(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    with pytest.raises(ExperimentSpecError, match=r"parallelTrialCount"):
+        launcher.launch(experiment_body, max_trial_count=2, parallel_trial_count=3)
+    assert fake_api.requests == []
+
+
+# -- how it reads Katib's answers -------------------------------------------------------------
+
+
+def test_contract_succeeded_status_gives_optimal_trial_best_params_and_trials(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    name = "fraud-mlp-tpe-r1"
+    fake_api.script_status(name, _finished(name, "ExperimentGoalReached"))
+    fake_api.add_trial(
+        NAMESPACE,
+        katib_trial(
+            name,
+            f"{name}-zz000001",
+            {"learning_rate": "0.0007", "num_layers": "1"},
+            [katib_metric("val_roc_auc", "0.90"), katib_metric("val_loss", "0.31")],
+            state="EarlyStopped",
+            reason="TrialEarlyStopped",
+            created="2025-01-01T00:00:01Z",
+            started="2025-01-01T00:00:02Z",
+            completed="2025-01-01T00:01:02Z",
+        ),
+    )
+    fake_api.add_trial(
+        NAMESPACE,
+        katib_trial(
+            name,
+            "fraud-mlp-tpe-r1-b7xq2m4k",
+            {p["name"]: p["value"] for p in BEST_TRIAL["parameterAssignments"]},
+            [katib_metric("val_roc_auc", "0.9912", "0.9912", "0.9412")],
+            state="Succeeded",
+            reason="TrialSucceeded",
+            created="2025-01-01T00:00:05Z",
+            started="2025-01-01T00:00:06Z",
+            completed="2025-01-01T00:02:36Z",
+        ),
+    )
+    fake_api.add_trial(
+        NAMESPACE,
+        katib_trial(
+            name,
+            f"{name}-aa000002",
+            {"learning_rate": "0.009"},
+            [katib_metric("val_roc_auc", "unavailable")],
+            state="Failed",
+            reason="TrialFailed",
+            created="2025-01-01T00:00:09Z",
+            started="2025-01-01T00:00:10Z",
+            completed="2025-01-01T00:00:20Z",
+        ),
+    )
+    # A Trial of another Experiment in the same namespace must not leak in.
+    fake_api.add_trial(
+        NAMESPACE,
+        katib_trial(
+            "someone-else",
+            "someone-else-q1",
+            {},
+            [],
+            state="Succeeded",
+            reason="TrialSucceeded",
+            created="2025-01-01T00:00:00Z",
+            started="2025-01-01T00:00:00Z",
+            completed="2025-01-01T00:00:01Z",
+        ),
+    )
+
+    name = launcher.launch(experiment_body, name_suffix="r1")
+    result = launcher.wait(name, timeout_s=10, poll_s=POLL_S)
+
+    assert result.name == name
+    assert result.status == "Succeeded"
+    assert result.reason.startswith("ExperimentGoalReached")
+    assert result.goal_reached is True
+    assert result.optimal_trial == BEST_TRIAL
+    assert result.best_parameters() == {
+        "learning_rate": "0.0031",
+        "num_layers": "2",
+        "units": "64",
+        "dropout": "0.12",
+        "batch_size": "256",
+    }
+    assert [(t.name, t.status) for t in result.trials] == [
+        (f"{name}-zz000001", "EarlyStopped"),
+        ("fraud-mlp-tpe-r1-b7xq2m4k", "Succeeded"),
+        (f"{name}-aa000002", "Failed"),
+    ]
+    best = result.best_trial()
+    assert best is not None
+    assert best.metrics == {"val_roc_auc": 0.9912}
+    assert best.duration_s == 150.0
+    assert result.trials[2].metrics == {}, "Katib's 'unavailable' is not a number"
+    # Three polls (Created, Running, Succeeded) on the status subresource, then one Trial list.
+    status_gets = fake_api.requests_to("GET", "experiment/status")
+    assert [r.path for r in status_gets] == [f"{EXPERIMENTS_PATH}/{name}/status"] * 3
+    [trial_list] = fake_api.requests_to("GET", "trials")
+    assert trial_list.path == f"/apis/kubeflow.org/v1beta1/namespaces/{NAMESPACE}/trials"
+    assert trial_list.query["labelSelector"] == [f"{EXPERIMENT_LABEL}={name}"]
+
+
+def test_contract_trial_list_follows_continue_pages(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    name = "fraud-mlp-tpe-big"
+    fake_api.script_status(name, _finished(name, "ExperimentMaxTrialsReached"))
+    for index in range(260):  # more than one page of the launcher's limit (250)
+        fake_api.add_trial(
+            NAMESPACE,
+            katib_trial(
+                name,
+                f"{name}-{index:08d}",
+                {"units": str(16 + index % 8 * 16)},
+                [katib_metric("val_roc_auc", f"0.{index:04d}")],
+                state="Succeeded",
+                reason="TrialSucceeded",
+                created=f"2025-01-01T{index // 60:02d}:{index % 60:02d}:00Z",
+                started="2025-01-01T00:00:00Z",
+                completed="2025-01-01T05:00:00Z",
+            ),
+        )
+
+    result = launcher.wait(launcher.launch(experiment_body, name_suffix="big"), 10, POLL_S)
+
+    assert len(result.trials) == 260
+    assert len({t.name for t in result.trials}) == 260
+    assert [r.query.get("continue") for r in fake_api.requests_to("GET", "trials")] == [
+        None,
+        ["250"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reason", "best_latest", "goal_reached"),
+    [
+        ("ExperimentMaxTrialsReached", "0.995", True),  # the best value meets goal 0.99
+        ("ExperimentMaxTrialsReached", "0.97", False),
+        ("ExperimentSuggestionEndReached", "0.9899", False),
+    ],
+)
+def test_contract_goal_reached_from_condition_reason_or_best_value(
+    fake_api: Any,
+    launcher: KatibLauncher,
+    experiment_body: dict[str, Any],
+    reason: str,
+    best_latest: str,
+    goal_reached: bool,
+) -> None:
+    assert experiment_body["spec"]["objective"]["goal"] == 0.99
+    optimal = {
+        "bestTrialName": "fraud-mlp-tpe-g-1",
+        "parameterAssignments": [{"name": "units", "value": "32"}],
+        "observation": {"metrics": [katib_metric("val_roc_auc", best_latest, "0.999", "0.5")]},
+    }
+    name = "fraud-mlp-tpe-g"
+    fake_api.script_status(name, _finished(name, reason, optimal))
+
+    result = launcher.wait(launcher.launch(experiment_body, name_suffix="g"), 10, POLL_S)
+
+    assert result.status == "Succeeded"
+    assert result.reason.startswith(reason)
+    # The YAML's metricStrategies say "latest", so max 0.999 must not count as reaching 0.99.
+    assert result.goal_reached is goal_reached
+
+
+def test_contract_failed_status_surfaces_katib_reason_and_message(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    name = "fraud-mlp-tpe-bad"
+    fake_api.script_status(
+        name,
+        [
+            katib_experiment_status("Running", reason="ExperimentRunning", message="running"),
+            katib_experiment_status(
+                "Failed",
+                reason="ExperimentFailed",
+                message="Experiment has failed because max failed count has reached",
+                failed=[f"{name}-1", f"{name}-2", f"{name}-3", f"{name}-4"],
+            ),
+        ],
+    )
+
+    result = launcher.wait(launcher.launch(experiment_body, name_suffix="bad"), 10, POLL_S)
+
+    assert result.status == "Failed"
+    assert result.reason == (
+        "ExperimentFailed: Experiment has failed because max failed count has reached"
+    )
+    assert result.goal_reached is False
+    assert result.optimal_trial is None
+    with pytest.raises(LookupError, match="'fraud-mlp-tpe-bad' has no optimal trial"):
+        result.best_parameters()
+
+
+def test_contract_trials_come_from_status_lists_when_trials_may_not_be_listed(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any], caplog: Any
+) -> None:
+    name = "fraud-mlp-tpe-r2"
+    fake_api.script_status(name, _finished(name, "ExperimentGoalReached"))
+    fake_api.fail(
+        "GET",
+        "trials",
+        403,
+        "Forbidden",
+        f'trials.kubeflow.org is forbidden: User "ci" cannot list resource "trials" in API '
+        f'group "kubeflow.org" in the namespace "{NAMESPACE}"',
+    )
+
+    with caplog.at_level(logging.WARNING, logger="kaizen.tuning.katib"):
+        result = launcher.wait(launcher.launch(experiment_body, name_suffix="r2"), 10, POLL_S)
+
+    assert result.best_parameters()["units"] == "64"
+    assert [(t.name, t.status) for t in result.trials] == [
+        (BEST_TRIAL["bestTrialName"], "Succeeded")
+    ]
+    assert "trials.kubeflow.org" in caplog.text
+
+
+def test_contract_snapshot_reports_a_running_experiment_with_its_trials(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    name = "fraud-mlp-tpe-live"
+    _never_finishing(fake_api, name)
+    fake_api.add_trial(
+        NAMESPACE,
+        katib_trial(
+            name,
+            f"{name}-2",
+            {"units": "48"},
+            [katib_metric("val_roc_auc", "0.93", "0.95", "0.80")],
+            state="Running",
+            reason="TrialRunning",
+            created="2025-01-01T00:00:01Z",
+            started="2025-01-01T00:00:02Z",
+            completed=None,
+        ),
+    )
+
+    snapshot = launcher.snapshot(launcher.launch(experiment_body, name_suffix="live"))
+
+    assert snapshot.status == "Running"
+    assert snapshot.reason == "ExperimentRunning: Experiment is running"
+    assert [(t.name, t.status, t.parameters, t.metrics) for t in snapshot.trials] == [
+        (f"{name}-2", "Running", {"units": "48"}, {"val_roc_auc": 0.93})
+    ]
+    assert snapshot.trials[0].finished_at is None and snapshot.trials[0].duration_s is None
+
+
+def test_contract_waiting_for_a_missing_experiment_names_it(launcher: KatibLauncher) -> None:
+    with pytest.raises(KatibNotFoundError) as caught:
+        launcher.wait("fraud-mlp-tpe-gone", timeout_s=5, poll_s=POLL_S)
+    message = str(caught.value)
+    assert f"Katib Experiment {NAMESPACE}/fraud-mlp-tpe-gone not found" in message
+    assert "404 NotFound" in message
+
+
+# -- timeout and cleanup ----------------------------------------------------------------------
+
+
+def _never_finishing(fake_api: Any, name: str) -> None:
+    fake_api.script_status(
+        name,
+        [
+            katib_experiment_status(
+                "Running",
+                reason="ExperimentRunning",
+                message="Experiment is running",
+                succeeded=[f"{name}-1"],
+                running=[f"{name}-2", f"{name}-3"],
+            )
+        ],
+    )
+
+
+def test_contract_wait_timeout_leaves_experiment_running_and_says_how_to_look(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    name = "fraud-mlp-tpe-slow"
+    _never_finishing(fake_api, name)
+    launcher.launch(experiment_body, name_suffix="slow", max_trial_count=6)
+
+    started = time.monotonic()
+    with pytest.raises(KatibTimeoutError) as caught:
+        launcher.wait(name, timeout_s=0.3, poll_s=0.05)
+
+    assert time.monotonic() - started < 3
+    message = str(caught.value)
+    assert f"{NAMESPACE}/{name}" in message
+    assert "did not finish within 0.3s" in message
+    assert "1/6 trials done" in message
+    assert "left running" in message
+    assert f"kubectl -n {NAMESPACE} get experiment {name}" in message
+    assert caught.value.deleted is False
+    assert fake_api.requests_to("DELETE") == []
+    assert fake_api.experiment(NAMESPACE, name) is not None
+
+
+def test_contract_run_deletes_experiment_after_timeout_unless_keep(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    _never_finishing(fake_api, "fraud-mlp-tpe-t1")
+    with pytest.raises(KatibTimeoutError, match="deleted because keep=False") as caught:
+        launcher.run(experiment_body, name_suffix="t1", timeout_s=0.2, poll_s=0.05)
+    assert caught.value.deleted is True
+    assert fake_api.experiment(NAMESPACE, "fraud-mlp-tpe-t1") is None
+
+    _never_finishing(fake_api, "fraud-mlp-tpe-t2")
+    with pytest.raises(KatibTimeoutError, match="left running"):
+        launcher.run(experiment_body, name_suffix="t2", timeout_s=0.2, poll_s=0.05, keep=True)
+    assert fake_api.experiment(NAMESPACE, "fraud-mlp-tpe-t2") is not None
+    assert [r.path for r in fake_api.requests_to("DELETE")] == [
+        f"{EXPERIMENTS_PATH}/fraud-mlp-tpe-t1"
+    ]
+
+
+def test_contract_cleanup_deletes_with_foreground_propagation_unless_keep(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    name = launcher.launch(experiment_body, name_suffix="c1")
+
+    launcher.cleanup(name, keep=True)
+    assert fake_api.requests_to("DELETE") == []
+    assert fake_api.experiment(NAMESPACE, name) is not None
+
+    launcher.cleanup(name, keep=False)
+    [delete] = fake_api.requests_to("DELETE")
+    assert delete.path == f"{EXPERIMENTS_PATH}/{name}"
+    assert delete.query["propagationPolicy"] == ["Foreground"]
+    assert fake_api.experiment(NAMESPACE, name) is None
+
+    launcher.cleanup(name, keep=False)  # already gone: not an error
+    assert len(fake_api.requests_to("DELETE")) == 2
+
+
+def test_contract_run_returns_result_then_deletes_or_keeps(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    for suffix, keep in (("k0", False), ("k1", True)):
+        name = f"fraud-mlp-tpe-{suffix}"
+        fake_api.script_status(name, _finished(name, "ExperimentGoalReached"))
+        result = launcher.run(
+            experiment_body, name_suffix=suffix, timeout_s=10, poll_s=POLL_S, keep=keep
+        )
+        assert result.best_parameters()["learning_rate"] == "0.0031"
+        assert (fake_api.experiment(NAMESPACE, name) is not None) is keep
+
+
+def test_contract_run_deletes_experiment_when_waiting_fails(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    fake_api.fail(
+        "GET", "experiment/status", 403, "Forbidden", "experiments.kubeflow.org is forbidden"
+    )
+    with pytest.raises(KatibAccessError):
+        launcher.run(experiment_body, name_suffix="w1", timeout_s=10, poll_s=POLL_S)
+    assert fake_api.experiment(NAMESPACE, "fraud-mlp-tpe-w1") is None
+
+
+# -- 409, 403, 401, unreachable ---------------------------------------------------------------
+
+
+def test_contract_409_with_a_different_spec_is_refused_and_left_alone(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    foreign = apply_overrides(experiment_body, name_suffix="x", namespace=NAMESPACE)
+    foreign["spec"]["maxTrialCount"] = 99
+    fake_api.add_experiment(foreign)
+
+    with pytest.raises(KatibConflictError) as caught:
+        launcher.run(experiment_body, name_suffix="x", timeout_s=5, poll_s=POLL_S)
+
+    message = str(caught.value)
+    assert f"{NAMESPACE}/fraud-mlp-tpe-x already exists with a different spec" in message
+    assert "name_suffix" in message
+    assert fake_api.requests_to("DELETE") == []
+    stored = fake_api.experiment(NAMESPACE, "fraud-mlp-tpe-x")
+    assert stored is not None and stored["spec"]["maxTrialCount"] == 99
+
+
+def test_contract_409_for_our_own_identical_experiment_adopts_it(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any], caplog: Any
+) -> None:
+    first = launcher.launch(experiment_body, name_suffix="same", image="img:1")
+    with caplog.at_level(logging.INFO, logger="kaizen.tuning.katib"):
+        second = launcher.launch(experiment_body, name_suffix="same", image="img:1")
+
+    assert first == second
+    assert len(fake_api.requests_to("POST")) == 2
+    assert "already exists with the same spec" in caplog.text
+    # A different override is a different experiment: refused, not adopted.
+    with pytest.raises(KatibConflictError):
+        launcher.launch(experiment_body, name_suffix="same", image="img:2")
+
+
+def test_contract_403_names_namespace_and_missing_rbac(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    fake_api.fail(
+        "POST",
+        "experiments",
+        403,
+        "Forbidden",
+        'experiments.kubeflow.org is forbidden: User "system:serviceaccount:ci:runner" cannot '
+        f'create resource "experiments" in API group "kubeflow.org" in the namespace '
+        f'"{NAMESPACE}"',
+    )
+
+    with pytest.raises(KatibAccessError) as caught:
+        launcher.launch(experiment_body, name_suffix="rbac")
+
+    message = str(caught.value)
+    assert f"namespace {NAMESPACE!r}" in message
+    assert "403 Forbidden" in message
+    assert "cannot create resource" in message
+    assert "experiments.kubeflow.org" in message
+    assert f"kubectl auth can-i create experiments.kubeflow.org -n {NAMESPACE}" in message
+    assert len(fake_api.requests_to("POST")) == 1, "a 403 is not retried"
+
+
+def test_contract_katib_webhook_denial_is_a_rejection_not_rbac(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    fake_api.fail(
+        "POST",
+        "experiments",
+        403,
+        "Forbidden",
+        'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
+        "spec.algorithm.algorithmName: unknown algorithm",
+    )
+
+    with pytest.raises(KatibRejectedError, match="unknown algorithm"):
+        launcher.launch(experiment_body, name_suffix="hook")
+
+
+def test_contract_unreachable_api_server_fails_after_bounded_retries() -> None:
+    port = _closed_port()
+    configuration = kubernetes.client.Configuration()
+    configuration.host = f"http://127.0.0.1:{port}"
+    katib = KatibLauncher(kubernetes.client.ApiClient(configuration), NAMESPACE, **FAST)
+
+    started = time.monotonic()
+    with pytest.raises(KatibUnreachableError) as caught:
+        katib.wait("fraud-mlp-tpe-x", timeout_s=60, poll_s=1)
+
+    assert time.monotonic() - started < 10, "retries must be bounded"
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "after 3 attempts" in message
+    assert "Connection refused" in message
+
+
+def test_contract_transient_503_is_retried(
+    fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
+) -> None:
+    name = "fraud-mlp-tpe-flaky"
+    fake_api.script_status(name, _finished(name, "ExperimentGoalReached")[-1:])
+    fake_api.fail(
+        "GET", "experiment/status", 503, "ServiceUnavailable", "etcdserver: leader changed", times=2
+    )
+
+    result = launcher.wait(launcher.launch(experiment_body, name_suffix="flaky"), 10, POLL_S)
+
+    assert result.status == "Succeeded"
+    assert len(fake_api.requests_to("GET", "experiment/status")) == 3
+
+
+# -- credentials --------------------------------------------------------------------------------
+
+
+def test_contract_bearer_token_is_sent_but_never_logged_or_in_errors(
+    experiment_body: dict[str, Any], caplog: Any
+) -> None:
+    token = "eyJhbGciOiJSUzI1NiJ9.contract-test-secret.c2lnbmF0dXJl"
+    with FakeKubeApi(required_token=token) as server:
+        name = "fraud-mlp-tpe-tok"
+        server.script_status(name, _finished(name, "ExperimentGoalReached"))
+        server.fail("GET", "experiment/status", 503, "ServiceUnavailable", "busy", times=1)
+        katib = KatibLauncher(server.api_client(token), NAMESPACE, **FAST)
+        errors: list[str] = []
+        with caplog.at_level(logging.DEBUG):
+            katib.launch(experiment_body, name_suffix="tok")
+            katib.launch(experiment_body, name_suffix="tok")  # 409, adopted
+            katib.run(experiment_body, name_suffix="tok", timeout_s=10, poll_s=POLL_S, keep=True)
+            # A wrong token: 401 from the server.
+            wrong = KatibLauncher(server.api_client(token[::-1]), NAMESPACE, **FAST)
+            with pytest.raises(KatibAccessError) as unauthorized:
+                wrong.launch(experiment_body, name_suffix="tok2")
+            errors.append(str(unauthorized.value))
+            # A proxy that echoes the request header back in its error message (on the GET
+            # that reads the existing Experiment after the next 409).
+            server.fail(
+                "GET",
+                "experiment",
+                400,
+                "BadRequest",
+                f"bad header Authorization: Bearer {token}",
+            )
+            with pytest.raises(KatibRejectedError) as echoed:
+                katib.launch(experiment_body, name_suffix="tok")
+            errors.append(str(echoed.value))
+
+        sent = {r.headers.get("authorization") for r in server.requests}
+        assert f"Bearer {token}" in sent, "the token must reach the API server"
+    assert "401 Unauthorized" in errors[0]
+    assert "credentials" in errors[0]
+    assert "bad header Authorization: ***" in errors[1]
+    for text in errors:
+        assert token not in text and token[::-1] not in text
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("kaizen"))
+    assert "retry 1 of 2" in ours
+    assert token not in ours
+    # Everything logged before the echoing proxy (any logger, DEBUG included) is token-free.
+    before_echo = caplog.text.split("bad header")[0]
+    assert token not in before_echo and token[::-1] not in before_echo
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+def test_contract_from_kubeconfig_uses_context_server_token_and_namespace(
+    fake_api: Any, experiment_body: dict[str, Any], tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": fake_api.url}}],
+                "users": [{"name": "ci", "user": {"token": "kubeconfig-token-123456"}}],
+                "contexts": [
+                    {"name": "other", "context": {"cluster": "fake", "user": "ci"}},
+                    {
+                        "name": "tuning",
+                        "context": {"cluster": "fake", "user": "ci", "namespace": NAMESPACE},
+                    },
+                ],
+                "current-context": "other",
+            }
+        )
+    )
+    default_before = kubernetes.client.Configuration.get_default_copy().host
+
+    katib = KatibLauncher.from_kubeconfig("tuning", config_file=kubeconfig, **FAST)
+    katib.launch(experiment_body, name_suffix="kc")
+
+    assert katib.namespace == NAMESPACE
+    [post] = fake_api.requests_to("POST")
+    assert post.path == EXPERIMENTS_PATH
+    assert post.headers["authorization"] == "Bearer kubeconfig-token-123456"
+    assert kubernetes.client.Configuration.get_default_copy().host == default_before
+    other = KatibLauncher.from_kubeconfig(config_file=kubeconfig)
+    assert other.namespace == "kubeflow", "a context without namespace falls back to kubeflow"
+
+
+def test_contract_missing_kubeconfig_and_no_pod_give_clear_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nope" / "config"
+    with pytest.raises(KatibConfigError, match=f"cannot load kubeconfig '{missing}'"):
+        KatibLauncher.from_kubeconfig(config_file=missing)
+    with pytest.raises(KatibConfigError, match=r"context 'prod'"):
+        KatibLauncher.from_kubeconfig("prod", config_file=missing)
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(KatibConfigError, match="not running inside a Kubernetes pod"):
+        KatibLauncher.in_cluster()
