@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -133,6 +134,113 @@ def run(
     if not result.succeeded:
         err_console.print("[red]run failed[/red]:", escape(result.error or ""))
         err_console.print(f"full log: {result.log_path}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def tune(
+    experiment: Annotated[Path, typer.Option(help="Katib Experiment YAML.")] = Path(
+        "katib/fraud-mlp-tpe.yaml"
+    ),
+    max_trials: Annotated[
+        int | None, typer.Option("--max-trials", help="Trial budget (default: the Experiment's).")
+    ] = None,
+    parallel: Annotated[
+        int | None, typer.Option("--parallel", help="Trials at once (default: the Experiment's).")
+    ] = None,
+    train_data: Annotated[
+        Path | None, typer.Option(help="Training Parquet (default: synthetic data, prepared once).")
+    ] = None,
+    validation_data: Annotated[Path | None, typer.Option(help="Validation Parquet.")] = None,
+    features_file: Annotated[
+        Path | None, typer.Option(help="JSON list of feature columns.")
+    ] = None,
+    rows: Annotated[int, typer.Option(help="Synthetic rows when no data is given.")] = 20000,
+    fresh: Annotated[
+        bool, typer.Option(help="Start over instead of resuming this Experiment's trials.")
+    ] = False,
+) -> None:
+    """Run a Katib Experiment locally (Optuna) with a live table of trials.
+
+    Rerunning the same Experiment resumes it: finished trials are kept, not rerun.
+    """
+    import shutil
+
+    from rich.live import Live
+
+    from kaizen.tuning.cli_support import best_trial_lines, prepare_default_data, trial_table
+    from kaizen.tuning.local import run_experiment
+    from kaizen.tuning.result import TrialRecord
+    from kaizen.tuning.spec import (
+        ExperimentSpecError,
+        apply_overrides,
+        load_experiment,
+        search_parameters,
+    )
+
+    settings = _settings()
+    given = [train_data, validation_data, features_file]
+    if any(given) and not all(given):
+        raise typer.BadParameter(
+            "give all of --train-data, --validation-data and --features-file, or none",
+            param_hint="--train-data",
+        )
+    try:
+        body = load_experiment(experiment)
+    except (ExperimentSpecError, OSError) as error:
+        err_console.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(2) from None
+    if train_data and validation_data and features_file:
+        paths = {"train": train_data, "validation": validation_data, "features": features_file}
+    else:
+        console.print(f"preparing synthetic training data ({rows} rows) …")
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        # Feast prints its apply/materialize progress; it belongs in a log, not in the table.
+        with (
+            open(settings.logs_dir / "tune-data.log", "a", encoding="utf-8") as log,
+            contextlib.redirect_stdout(log),
+        ):
+            paths = prepare_default_data(settings.home, settings.feature_repo.absolute(), rows=rows)
+    try:
+        body = apply_overrides(
+            body,
+            train_data=str(Path(paths["train"]).absolute()),
+            validation_data=str(Path(paths["validation"]).absolute()),
+            features_file=str(Path(paths["features"]).absolute()),
+            max_trial_count=max_trials,
+            parallel_trial_count=parallel,
+        )
+    except ExperimentSpecError as error:
+        err_console.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(2) from None
+    name = body["metadata"]["name"]
+    work_dir = settings.home / "tuning" / name
+    if fresh and work_dir.exists():
+        shutil.rmtree(work_dir)
+    objective = body["spec"]["objective"]["objectiveMetricName"]
+    parameter_names = [space.name for space in search_parameters(body)]
+    trials: dict[str, TrialRecord] = {}
+    spec = body["spec"]
+    title = (
+        f"{name}: {spec['algorithm']['algorithmName']}, budget {spec['maxTrialCount']}, "
+        f"{spec['parallelTrialCount']} at once"
+    )
+    with Live(trial_table(trials, parameter_names, objective, title), console=console) as live:
+
+        def update(record: TrialRecord) -> None:
+            trials[record.name] = record
+            live.update(trial_table(trials, parameter_names, objective, title))
+
+        result = run_experiment(body, work_dir=work_dir, on_trial=update)
+        for record in result.trials:
+            trials[record.name] = record
+        live.update(trial_table(trials, parameter_names, objective, title))
+    console.print()
+    console.print(f"experiment {result.status}" + (f": {result.reason}" if result.reason else ""))
+    for line in best_trial_lines(result, objective):
+        console.print(escape(line))
+    console.print(f"trials and logs: {work_dir}")
+    if result.status != "Succeeded" or not result.optimal_trial:
         raise typer.Exit(1)
 
 

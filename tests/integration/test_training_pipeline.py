@@ -35,10 +35,13 @@ SMALL = {
     "epochs": 4,
     "patience": 2,
     "units": 32,
+    "max_trial_count": 2,
+    "parallel_trial_count": 2,
 }
 EXPECTED_TASKS = {
     "ingest-data",
     "build-features",
+    "tune-model",
     "train-model",
     "evaluate-model",
     "gate-model",
@@ -100,6 +103,8 @@ def test_kaizen_run_cli_runs_every_step_and_prints_the_summary(
     assert "SUCCEEDED" in out
     assert "gate" in out and "PASS" in out
     assert "roc_auc" in out and "fraud_model_v1" in out
+    assert "tuning" in out and "best fraud-mlp-tpe-" in out
+    assert "tune-model-2" not in out  # the gate passed: no re-tune round
     published = list((kaizen_home / "objects" / "models" / "fraud-detector").glob("*/model.keras"))
     assert len(published) == 1
     assert published[0].as_uri() in out  # the summary says where the model is
@@ -107,20 +112,29 @@ def test_kaizen_run_cli_runs_every_step_and_prints_the_summary(
     assert len(reports) == 1 and str(reports[0]) in out
 
 
-def test_failing_gate_skips_publish_and_notifies(
+def test_failing_gate_retunes_then_skips_publish_and_says_why(
     repo_root: Path, kaizen_home: Path, webhook: Webhook
 ) -> None:
-    result = _run(repo_root, min_roc_auc=1.0, epochs=1, webhook_url=webhook.url)
+    result = _run(repo_root, min_roc_auc=1.0, epochs=1, retune_rounds=1, webhook_url=webhook.url)
     assert result.succeeded, result.error
+    for task in ("tune-model-2", "train-model-2", "evaluate-model-2", "gate-model-2"):
+        assert result.tasks[task].state == "SUCCESS"  # one re-tune round on the wide space
+    assert "tune-model-3" not in result.tasks  # bounded by retune_rounds
     summary = summarize_run(result)
+    assert summary.rounds == 2
+    assert summary.tuning[1]["name"].startswith("fraud-mlp-tpe-wide-")
     assert summary.gate["passed"] is False
     assert any("roc_auc" in reason and "fail" in reason for reason in summary.gate["reasons"])
-    assert "publish-model" not in result.tasks
+    assert not any(task.startswith("publish-model") for task in result.tasks)
     assert not (kaizen_home / "objects" / "models").exists()
     assert [note["state"] for note in webhook.received] == ["SUCCEEDED"]
-    # The report a person opens holds the metrics the gate judged.
+    message = webhook.received[0]["message"]
+    assert message.startswith("gate failed after 2 round(s), model not published")
+    assert "best reached in round" in message and "roc_auc" in message
+    assert len(webhook.received[0]["details"]["gate_rounds"]) == 2
+    # The report a person opens holds the metrics the last gate judged.
     report = Path(summary.report or "").read_text()
-    assert f"{summary.metrics['roc_auc']:.3f}" in report
+    assert f"{summary.metrics['roc_auc']:.4f}" in report
 
 
 def test_same_inputs_twice_publish_once(repo_root: Path, kaizen_home: Path) -> None:
