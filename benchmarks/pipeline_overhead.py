@@ -28,6 +28,7 @@ import json, sys, tempfile
 from pathlib import Path
 from kaizen.pipeline_steps import (
     evaluate_step, features_step, gate_step, ingest_step, notify_step, publish_step, train_step,
+    tune_step,
 )
 from kaizen.settings import load_settings
 
@@ -40,7 +41,12 @@ features_step(
     train_path=work / "train", validation_path=work / "validation", test_path=work / "test",
     manifest_path=work / "manifest",
 )
-train_step(work / "train", work / "validation", work / "manifest", work / "model", seed=p["seed"])
+tuned = tune_step(
+    work / "train", work / "validation", work / "manifest", p["experiment"], work / "tuning",
+    max_trial_count=4, parallel_trial_count=2, name_suffix="bench",
+)["hyperparameters"]
+train_step(work / "train", work / "validation", work / "manifest", work / "model", seed=p["seed"],
+           **tuned)
 evaluate_step(work / "model", work / "test", work / "manifest",
               evaluation_path=work / "evaluation", report_path=work / "report")
 decision = gate_step(work / "evaluation", work / "decision")
@@ -72,7 +78,12 @@ def main() -> int:
     args = parser.parse_args()
 
     python = sys.executable
-    params = {"rows": args.rows, "seed": args.seed, "feature_repo": str(REPO / "feature_repo")}
+    params = {
+        "rows": args.rows,
+        "seed": args.seed,
+        "feature_repo": str(REPO / "feature_repo"),
+        "experiment": str(REPO / "katib" / "fraud-mlp-tpe.yaml"),
+    }
     pipeline_times, inprocess_times = [], []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as home:

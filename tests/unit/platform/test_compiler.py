@@ -18,9 +18,13 @@ def test_committed_yaml_matches_the_pipeline_code(tmp_path: Path) -> None:
     )
 
 
+def _documents(path: Path) -> list[dict]:
+    """The pipeline spec, then the Kubernetes platform spec (volumes)."""
+    return list(yaml.safe_load_all(path.read_text()))
+
+
 def _executors(path: Path) -> dict[str, dict]:
-    spec = yaml.safe_load(path.read_text())
-    return spec["deploymentSpec"]["executors"]
+    return _documents(path)[0]["deploymentSpec"]["executors"]
 
 
 def test_components_install_nothing_at_run_time() -> None:
@@ -44,12 +48,38 @@ def test_bad_digest_is_refused_and_nothing_is_written(tmp_path: Path, digest: st
     assert not target.exists()
 
 
-def test_gate_guards_publish_and_notify_always_runs() -> None:
-    spec = yaml.safe_load(TRAINING_PIPELINE_YAML.read_text())
+def test_gate_guards_publish_and_retune_and_notify_always_runs() -> None:
+    spec = _documents(TRAINING_PIPELINE_YAML)[0]
     root_tasks = spec["root"]["dag"]["tasks"]
     assert root_tasks["notify-run"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
-    inner = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    condition = inner["condition-2"]["triggerPolicy"]["condition"]
-    assert condition == "inputs.parameter_values['pipelinechannel--gate-model-Output'] == 'pass'"
-    publish = spec["components"]["comp-condition-2"]["dag"]["tasks"]["publish-model"]
-    assert publish["cachingOptions"].get("enableCache") is not True  # side-effecting: never cached
+    components = spec["components"]
+    first_round = components["comp-exit-handler-1"]["dag"]["tasks"]
+    conditions = {
+        name: task["triggerPolicy"]["condition"]
+        for name, task in first_round.items()
+        if "condition" in task.get("triggerPolicy", {})
+    }
+    gate = "inputs.parameter_values['pipelinechannel--gate-model-Output']"
+    assert sorted(conditions.values()) == [f"{gate} == 'fail'", f"{gate} == 'pass'"]
+    passed = next(name for name, cond in conditions.items() if cond.endswith("'pass'"))
+    publish = components[f"comp-{passed}"]["dag"]["tasks"]["publish-model"]
+    assert publish["cachingOptions"].get("enableCache") is not True  # side effect: never cached
+    # Each re-tune round is guarded by the retune_rounds parameter, up to the unrolled maximum.
+    text = TRAINING_PIPELINE_YAML.read_text()
+    assert text.count("int(inputs.parameter_values['pipelinechannel--retune_rounds'])") == 2
+    assert "comp-tune-model-3" in components and "comp-tune-model-4" not in components
+
+
+def test_tuning_steps_mount_the_volume_the_katib_trials_read(repo_root: Path) -> None:
+    platform = _documents(TRAINING_PIPELINE_YAML)[1]["platforms"]["kubernetes"]
+    mounts = platform["deploymentSpec"]["executors"]
+    tune_executors = [name for name in _executors(TRAINING_PIPELINE_YAML) if "tune-model" in name]
+    assert sorted(mounts) == sorted(tune_executors)
+    for experiment in ("fraud-mlp-tpe.yaml", "fraud-mlp-tpe-wide.yaml"):
+        trial = yaml.safe_load((repo_root / "katib" / experiment).read_text())
+        job = trial["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+        claims = [v["persistentVolumeClaim"]["claimName"] for v in job["volumes"]]
+        mount_paths = {m["mountPath"] for m in job["containers"][0]["volumeMounts"]}
+        for mount in mounts.values():
+            assert mount["pvcMount"][0]["constant"] in claims
+            assert mount["pvcMount"][0]["mountPath"] in mount_paths
