@@ -10,10 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "KAIZEN_"
+# Minio's well-known development credentials: fine on a laptop, refused in production.
+PLACEHOLDER_SECRET = "minioadmin"
 
 
 class SettingsError(ValueError):
@@ -33,10 +35,24 @@ class Settings(BaseSettings):
         default=Path(".kaizen"),
         description="Runtime state of the embedded backend: object store, Feast data, runs, logs.",
     )
-    storage_backend: Literal["local"] = Field(
+    storage_backend: Literal["local", "s3"] = Field(
         default="local",
-        description="Object store backend. 'local' is a folder under KAIZEN_HOME.",
+        description="Object store: 'local' (a folder under KAIZEN_HOME) or 's3' (Minio/S3).",
     )
+    s3_endpoint: str = Field(
+        default="localhost:9000",
+        description="S3/Minio endpoint as host:port (no scheme; TLS is s3_secure).",
+    )
+    s3_bucket: str = Field(default="kaizen", description="Bucket holding every Kaizen object.")
+    s3_access_key: SecretStr = Field(default=SecretStr(PLACEHOLDER_SECRET))
+    s3_secret_key: SecretStr = Field(default=SecretStr(PLACEHOLDER_SECRET))
+    s3_secure: bool = Field(default=True, description="TLS to the object store (on by default).")
+    s3_region: str | None = None
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking/registry URI; default SQLite under KAIZEN_HOME.",
+    )
+    model_name: str = Field(default="fraud-detector", description="Registered model name.")
     feature_repo: Path = Field(
         default=Path("feature_repo"),
         description="Feast repository with the feature definitions.",
@@ -46,6 +62,17 @@ class Settings(BaseSettings):
         description="If set, the notify step POSTs a JSON summary of every run here.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> Settings:
+        if self.environment == "production" and self.storage_backend == "s3":
+            for name in ("s3_access_key", "s3_secret_key"):
+                if getattr(self, name).get_secret_value() == PLACEHOLDER_SECRET:
+                    raise ValueError(
+                        f"{ENV_PREFIX}{name.upper()} must be set in production "
+                        "(the development placeholder is refused)"
+                    )
+        return self
 
     @field_validator("webhook_url", mode="before")
     @classmethod
@@ -68,13 +95,23 @@ class Settings(BaseSettings):
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: the configured one, or SQLite under KAIZEN_HOME."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
 
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "?"
+        if not item["loc"]:  # a check across fields names its variables itself
+            lines.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
+        field = ".".join(str(part) for part in item["loc"])
         variable = f"{ENV_PREFIX}{field.upper()}"
         got = item.get("input")
+        if isinstance(got, SecretStr) or "key" in field:
+            got = "***"
         lines.append(f"{variable}: {item['msg']} (got {got!r})")
     return "invalid settings:\n  " + "\n  ".join(lines)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kaizen.runner import RunResult
+from kaizen.tuning.cli_support import short_value
 
 METRIC_ORDER = ("accuracy", "roc_auc", "pr_auc", "precision", "recall", "f1")
 
@@ -73,7 +74,7 @@ class RunSummary:
             out.append((label, f"{search.get('name', '?')}: {len(trials)} trials ({counts})"))
             if best:
                 params = ", ".join(
-                    f"{item['name']}={item['value']}"
+                    f"{item['name']}={short_value(item['value'])}"
                     for item in best.get("parameterAssignments", [])
                 )
                 objective = metrics.get("val_roc_auc")

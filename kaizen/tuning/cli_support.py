@@ -77,7 +77,7 @@ def trial_table(
         style = STATUS_STYLE.get(record.status, "")
         table.add_row(
             record.name.rsplit("-", 1)[-1],
-            *(_short(record.parameters.get(name, "")) for name in parameter_names),
+            *(short_value(record.parameters.get(name, "")) for name in parameter_names),
             f"{value:.4f}" if value is not None else "",
             str(step),
             f"[{style}]{record.status}[/{style}]" if style else record.status,
@@ -86,7 +86,7 @@ def trial_table(
     return table
 
 
-def _short(value: str) -> str:
+def short_value(value: str) -> str:
     try:
         number = float(value)
     except ValueError:
@@ -101,7 +101,7 @@ def best_trial_lines(result: ExperimentResult, objective: str) -> list[str]:
     best = result.optimal_trial
     metrics = {metric["name"]: metric["latest"] for metric in best["observation"]["metrics"]}
     params = ", ".join(
-        f"{name}={_short(value)}" for name, value in result.best_parameters().items()
+        f"{name}={short_value(value)}" for name, value in result.best_parameters().items()
     )
     lines = [
         f"best trial {best['bestTrialName']}: {objective} {float(metrics[objective]):.4f}",

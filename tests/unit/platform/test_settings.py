@@ -42,3 +42,21 @@ def test_invalid_value_names_the_variable_and_what_was_expected(
 def test_empty_webhook_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAIZEN_WEBHOOK_URL", "")
     assert load_settings().webhook_url is None
+
+
+def test_production_refuses_placeholder_object_store_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAIZEN_ENVIRONMENT", "production")
+    monkeypatch.setenv("KAIZEN_STORAGE_BACKEND", "s3")
+    with pytest.raises(SettingsError, match="KAIZEN_S3_ACCESS_KEY must be set in production"):
+        load_settings()
+    monkeypatch.setenv("KAIZEN_S3_ACCESS_KEY", "real-key")
+    monkeypatch.setenv("KAIZEN_S3_SECRET_KEY", "real-secret")
+    settings = load_settings()
+    assert settings.s3_secret_key.get_secret_value() == "real-secret"
+    assert "real-secret" not in repr(settings)  # never printed by accident
+
+
+def test_tracking_uri_defaults_to_sqlite_under_home(kaizen_home: Path) -> None:
+    assert load_settings().tracking_uri == f"sqlite:///{kaizen_home / 'mlflow.db'}"
