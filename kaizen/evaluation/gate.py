@@ -151,6 +151,59 @@ class ThresholdCheck:
 
 
 @dataclass(frozen=True)
+class NoRegressionCheck:
+    """The candidate must not be worse than the champion by more than a tolerance.
+
+    Both models are scored on the same fresh test window; the check reads the candidate's
+    metric and compares it with ``champion_value - tolerance``.
+
+    Attributes:
+        metric: The objective metric compared (higher is better).
+        champion_value: The champion's value of ``metric`` on the same window.
+        tolerance: How much worse the candidate may be, >= 0.
+        champion: How the champion is named in reasons, e.g. ``"champion v3"``.
+    """
+
+    metric: str
+    champion_value: float
+    tolerance: float = 0.0
+    champion: str = "champion"
+
+    def __post_init__(self) -> None:
+        if not _is_finite_number(self.champion_value):
+            raise ValueError(
+                f"{self.champion} {self.metric} must be a finite number, "
+                f"got {self.champion_value!r}"
+            )
+        if not _is_finite_number(self.tolerance) or self.tolerance < 0:
+            raise ValueError(f"regression tolerance must be >= 0, got {self.tolerance!r}")
+
+    def evaluate(self, metrics: Mapping[str, object]) -> CheckResult:
+        floor = float(self.champion_value) - float(self.tolerance)
+        base = ThresholdCheck(self.metric, floor, ">=", name=f"no_regression_{self.metric}")
+        result = base.evaluate(metrics)
+        against = f"{self.champion} {_fmt(self.champion_value)} - tolerance {_fmt(self.tolerance)}"
+        if result.value is None:
+            reason = result.reason.replace("(required", f"(against {against}; required")
+        else:
+            relation = ">=" if result.passed else "<"
+            outcome = "pass" if result.passed else "fail"
+            reason = (
+                f"{self.metric} {_fmt(result.value)} {relation} {against} "
+                f"= {_fmt(floor)}: {outcome}"
+            )
+        return CheckResult(
+            name=result.name,
+            metric=result.metric,
+            operator=result.operator,
+            threshold=result.threshold,
+            value=result.value,
+            passed=result.passed,
+            reason=reason,
+        )
+
+
+@dataclass(frozen=True)
 class GatePolicy:
     """Minimum metric values a candidate model must reach.
 

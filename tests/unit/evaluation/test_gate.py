@@ -259,3 +259,33 @@ def test_a_custom_check_plugs_into_decide_and_round_trips() -> None:
 def test_threshold_check_rejects_unknown_operator() -> None:
     with pytest.raises(ValueError, match=r"operator must be one of \['<=', '>='\], got '>'"):
         ThresholdCheck(metric="recall", threshold=0.5, operator=">")  # type: ignore[arg-type]
+
+
+def test_champion_comparison_passes_within_tolerance_and_fails_beyond() -> None:
+    from kaizen.evaluation.gate import NoRegressionCheck
+
+    metrics = {"accuracy": 0.95, "recall": 0.8}
+    check = NoRegressionCheck(
+        "roc_auc", champion_value=0.970, tolerance=0.010, champion="champion v3"
+    )
+    within = decide({**metrics, "roc_auc": 0.965}, GatePolicy(), extra_checks=[check])
+    beyond = decide({**metrics, "roc_auc": 0.955}, GatePolicy(), extra_checks=[check])
+    assert within.passed and not beyond.passed
+    assert (
+        within.reasons[-1] == "roc_auc 0.965 >= champion v3 0.970 - tolerance 0.010 = 0.960: pass"
+    )
+    assert beyond.reasons[-1] == "roc_auc 0.955 < champion v3 0.970 - tolerance 0.010 = 0.960: fail"
+    # Absolute thresholds still apply on their own: both comparisons are in the decision.
+    assert [c.name for c in beyond.checks][-2:] == ["min_recall", "no_regression_roc_auc"]
+    assert GateDecision.from_json(beyond.to_json()).reasons == beyond.reasons
+
+
+def test_champion_comparison_refuses_bad_inputs_and_fails_missing_metric() -> None:
+    from kaizen.evaluation.gate import NoRegressionCheck
+
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        NoRegressionCheck("roc_auc", 0.9, -0.1)
+    with pytest.raises(ValueError, match="champion roc_auc must be a finite number"):
+        NoRegressionCheck("roc_auc", float("nan"))
+    result = NoRegressionCheck("roc_auc", 0.9, 0.01).evaluate({"accuracy": 0.9})
+    assert not result.passed and "roc_auc missing" in result.reason

@@ -1,0 +1,751 @@
+"""The model registry: versions of one registered model, moved between aliases.
+
+Aliases (MLflow registered-model aliases):
+
+* ``challenger``: the latest version that passed the gate, waiting for promotion;
+* ``champion``: the version that serves; the very first version becomes champion at once;
+* ``previous-champion``: the champion before the last promotion, what ``rollback`` restores.
+
+Each version's files (``model.keras``, its ``.sha256``, ``features.json``, ``metadata.json``)
+are artifacts of the MLflow run that registered it, and its tags record the file's sha256 and
+size, the content digest, the pipeline run, the training-data fingerprint, the feature
+service and the evaluation metrics (``metric.test_<name>``). Loading a version verifies all of
+it before Keras sees the file, and Keras loads with ``safe_mode=True``.
+
+Every mutation runs under the store's cross-process lock (see ``_backend``), so parallel
+registrations get consecutive version numbers and consistent aliases.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kaizen.registry._backend import (
+    TAG_PIPELINE_RUN_ID,
+    TAG_ROLE,
+    TAG_ROUND,
+    StoreConfig,
+    client_for,
+    iso,
+    quote_filter_value,
+    store_config,
+    store_lock,
+)
+from kaizen.registry.tracking import (
+    EVALUATION_METRIC_PREFIX,
+    PARAM_DATA_FINGERPRINT,
+    PARAM_FEATURE_SERVICE,
+    ROLE_ROUND,
+    TAG_REGISTERED_VERSION,
+)
+from kaizen.settings import Settings
+from kaizen.storage import sha256_file
+from kaizen.training.train import (
+    FEATURES_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    SHA256_FILE,
+    ModelFileError,
+)
+
+if TYPE_CHECKING:
+    import keras
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous-champion"
+ALIASES = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
+
+# Version tags.
+TAG_SHA256 = "kaizen.sha256"
+TAG_SIZE = "kaizen.size_bytes"
+TAG_CONTENT_DIGEST = "kaizen.content_digest"
+TAG_MLFLOW_RUN_ID = "kaizen.mlflow_run_id"
+TAG_DATA_FINGERPRINT = "kaizen.data_fingerprint"
+TAG_FEATURE_SERVICE = "kaizen.feature_service"
+TAG_REGISTERED_AT = "kaizen.registered_at"
+TAG_REGISTERED_BY = "kaizen.registered_by"
+TAG_PROMOTED_AT = "kaizen.promoted_at"
+TAG_PROMOTED_BY = "kaizen.promoted_by"
+TAG_REPLACED_VERSION = "kaizen.replaced_version"
+TAG_DEMOTED_AT = "kaizen.demoted_at"
+TAG_DEMOTED_BY = "kaizen.demoted_by"
+TAG_ROLLED_BACK_AT = "kaizen.rolled_back_at"
+TAG_ROLLED_BACK_BY = "kaizen.rolled_back_by"
+METRIC_TAG_PREFIX = "metric."
+
+# The export files a version is made of, in the order they are logged.
+MODEL_FILES = (MODEL_FILE, SHA256_FILE, FEATURES_FILE, METADATA_FILE)
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done as asked."""
+
+
+class ModelVersionNotFoundError(RegistryError, LookupError):
+    """No such version or alias in the registered model."""
+
+
+class NoPreviousChampionError(RegistryError):
+    """A rollback with no previous champion to restore."""
+
+
+class ModelIntegrityError(ModelFileError):
+    """A registered version's files fail verification: refused, never loaded."""
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One registered model version.
+
+    Attributes:
+        name: the registered model.
+        version: the version number (1, 2, ...).
+        aliases: the aliases pointing at it (``champion``, ``challenger``, ...).
+        run_id: the MLflow run holding its files.
+        source: URI of its files (``model.keras`` and the rest).
+        created_at: registration time, ISO 8601 UTC.
+        tags: every version tag.
+        existing: True when ``register_challenger`` found this version already registered.
+    """
+
+    name: str
+    version: int
+    aliases: tuple[str, ...]
+    run_id: str
+    source: str
+    created_at: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    existing: bool = False
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of ``model.keras`` recorded at registration."""
+        return self.tags.get(TAG_SHA256, "")
+
+    @property
+    def content_digest(self) -> str:
+        """The model's content digest (config and weights, not its save date)."""
+        return self.tags.get(TAG_CONTENT_DIGEST, "")
+
+    @property
+    def pipeline_run_id(self) -> str:
+        """The pipeline run that produced it ('' if registered outside a pipeline)."""
+        return self.tags.get(TAG_PIPELINE_RUN_ID, "")
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Evaluation metrics recorded at registration (``test_roc_auc``, ...)."""
+        values = {}
+        for key, value in self.tags.items():
+            if key.startswith(METRIC_TAG_PREFIX):
+                try:
+                    values[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
+                except ValueError:
+                    continue
+        return values
+
+    @property
+    def label(self) -> str:
+        """``fraud-detector version 3 (champion)``: how errors and messages name it."""
+        aliases = f" ({', '.join(self.aliases)})" if self.aliases else ""
+        return f"{self.name} version {self.version}{aliases}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with ``sha256``, ``pipeline_run_id`` and ``metrics`` spelled out."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "aliases": list(self.aliases),
+            "run_id": self.run_id,
+            "source": self.source,
+            "created_at": self.created_at,
+            "sha256": self.sha256,
+            "content_digest": self.content_digest,
+            "pipeline_run_id": self.pipeline_run_id,
+            "metrics": self.metrics,
+            "tags": dict(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """The outcome of ``promote`` or ``rollback``.
+
+    Attributes:
+        name: the registered model.
+        champion: the version that is champion now.
+        previous_champion: the version it replaced (None if there was no champion).
+        changed: False when the version already was champion (nothing was done).
+        actor: who asked.
+        at: when, ISO 8601 UTC.
+    """
+
+    name: str
+    champion: int
+    previous_champion: int | None
+    changed: bool
+    actor: str
+    at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "champion": self.champion,
+            "previous_champion": self.previous_champion,
+            "changed": self.changed,
+            "actor": self.actor,
+            "at": self.at,
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return os.environ.get("USER", "unknown")
+
+
+class ModelRegistry:
+    """The registered model ``settings.model_name`` in the settings' MLflow store.
+
+    Args:
+        settings: platform settings; None reads them from the environment.
+        model_name: overrides ``settings.model_name``.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, model_name: str | None = None) -> None:
+        config = store_config(settings)
+        self._config: StoreConfig = replace(config, model_name=model_name) if model_name else config
+        self.name = self._config.model_name
+
+    @cached_property
+    def _client(self) -> Any:
+        return client_for(self._config)
+
+    # ----- reading ---------------------------------------------------------------------
+
+    def _aliases(self) -> dict[int, list[str]]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self._client.get_registered_model(self.name)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise
+        by_version: dict[int, list[str]] = {}
+        for alias, version in dict(model.aliases or {}).items():
+            by_version.setdefault(int(version), []).append(str(alias))
+        return by_version
+
+    def _info(self, version: Any, aliases: dict[int, list[str]] | None = None) -> ModelVersionInfo:
+        aliases = self._aliases() if aliases is None else aliases
+        number = int(version.version)
+        return ModelVersionInfo(
+            name=self.name,
+            version=number,
+            aliases=tuple(alias for alias in ALIASES if alias in aliases.get(number, []))
+            + tuple(sorted(set(aliases.get(number, [])) - set(ALIASES))),
+            run_id=str(version.run_id or ""),
+            source=str(version.source),
+            created_at=iso(version.creation_timestamp),
+            tags=dict(version.tags or {}),
+        )
+
+    def _alias_version(self, alias: str) -> int | None:
+        for version, names in self._aliases().items():
+            if alias in names:
+                return version
+        return None
+
+    def versions(self) -> list[ModelVersionInfo]:
+        """Every version, oldest first."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self._client.search_model_versions(
+                f"name = {quote_filter_value(self.name, 'model name')}",
+                max_results=10_000,
+                order_by=["version_number ASC"],
+            )
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return []
+            raise
+        aliases = self._aliases()
+        return [self._info(version, aliases) for version in found]
+
+    def get(self, ref: int | str) -> ModelVersionInfo:
+        """A version by number (``3``, ``"3"``, ``"v3"``) or alias (``"champion"``).
+
+        Raises:
+            ModelVersionNotFoundError: no such version or alias, naming what exists.
+        """
+        from mlflow.exceptions import MlflowException
+
+        number = self._resolve(ref)
+        try:
+            version = self._client.get_model_version(self.name, str(number))
+        except MlflowException as error:
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise self._not_found(f"version {number}") from None
+            raise
+        return self._info(version)
+
+    def _resolve(self, ref: int | str) -> int:
+        if isinstance(ref, bool):
+            raise TypeError(f"a model version is a number or an alias, got {ref!r}")
+        if isinstance(ref, int):
+            return ref
+        text = str(ref).strip()
+        digits = text[1:] if text[:1] in ("v", "V") else text
+        if digits.isdigit():
+            return int(digits)
+        alias = text.removeprefix("@")
+        number = self._alias_version(alias)
+        if number is None:
+            raise self._not_found(f"alias {alias!r}")
+        return number
+
+    def _not_found(self, what: str) -> ModelVersionNotFoundError:
+        aliases = self._aliases()
+        versions = [info.version for info in self.versions()]
+        known = ", ".join(
+            f"{alias}={version}" for version, names in sorted(aliases.items()) for alias in names
+        )
+        return ModelVersionNotFoundError(
+            f"registered model {self.name!r} has no {what}; versions: "
+            f"{versions or 'none'}; aliases: {known or 'none'}"
+        )
+
+    def by_alias(self, alias: str) -> ModelVersionInfo | None:
+        """The version ``alias`` points at, or None."""
+        number = self._alias_version(alias)
+        return None if number is None else self.get(number)
+
+    # ----- registering -------------------------------------------------------------------
+
+    def register_challenger(
+        self,
+        model_dir: str | os.PathLike[str],
+        *,
+        run_id: str,
+        tags: Mapping[str, object] | None = None,
+    ) -> ModelVersionInfo:
+        """Register an exported model as a new version with alias ``challenger``.
+
+        The model files are logged as artifacts of ``run_id`` (under
+        ``models/<digest>/``) and the version points at them. Its tags: sha256 and size of
+        ``model.keras``, content digest, pipeline run and MLflow run, round, training-data
+        fingerprint and feature service (from the pipeline run's params), every ``test_*``
+        metric of the run (``metric.test_<name>``), then ``tags``. The first version of the
+        model also becomes ``champion``.
+
+        Registering the same model (same content digest) from the same pipeline run again
+        returns the existing version (``existing=True``) and changes nothing.
+
+        Args:
+            model_dir: a ``kaizen.training.train.train`` export folder.
+            run_id: the MLflow run it belongs to; pass the round run
+                (``PipelineRunTracker.round_run_id(k)``) so lineage finds the tuning round.
+            tags: extra version tags.
+
+        Returns:
+            The registered (or already registered) version.
+
+        Raises:
+            ModelFileError: the export is incomplete, damaged or not a Keras archive.
+            RegistryError: ``run_id`` names no MLflow run.
+        """
+        from mlflow.exceptions import MlflowException
+
+        folder = Path(model_dir)
+        sha256, size, digest = _check_export(folder)
+        try:
+            run = self._client.get_run(run_id)
+        except MlflowException as error:
+            raise RegistryError(
+                f"cannot register {folder}: no MLflow run {run_id!r} in {self._config.tracking_uri}"
+            ) from error
+        run_tags = dict(run.data.tags)
+        pipeline_run_id = run_tags.get(TAG_PIPELINE_RUN_ID, "")
+        parent = run
+        if run_tags.get(TAG_ROLE) == ROLE_ROUND and run_tags.get("mlflow.parentRunId"):
+            parent = self._client.get_run(run_tags["mlflow.parentRunId"])
+        version_tags: dict[str, str] = {
+            TAG_SHA256: sha256,
+            TAG_SIZE: str(size),
+            TAG_CONTENT_DIGEST: digest,
+            TAG_PIPELINE_RUN_ID: pipeline_run_id,
+            TAG_MLFLOW_RUN_ID: run_id,
+            TAG_REGISTERED_AT: _now(),
+            TAG_REGISTERED_BY: _default_actor(),
+        }
+        if TAG_ROUND in run_tags:
+            version_tags[TAG_ROUND] = run_tags[TAG_ROUND]
+        for param, tag in (
+            (PARAM_DATA_FINGERPRINT, TAG_DATA_FINGERPRINT),
+            (PARAM_FEATURE_SERVICE, TAG_FEATURE_SERVICE),
+        ):
+            if param in parent.data.params:
+                version_tags[tag] = parent.data.params[param]
+        for name, value in run.data.metrics.items():
+            if name.startswith(EVALUATION_METRIC_PREFIX):
+                version_tags[METRIC_TAG_PREFIX + name] = repr(float(value))
+        version_tags.update({str(key): str(value) for key, value in (tags or {}).items()})
+
+        with store_lock(self._config):
+            existing = self._find_registered(digest, pipeline_run_id, run_id)
+            if existing is not None:
+                return replace(existing, existing=True)
+            self._ensure_registered_model()
+            artifact_path = f"models/{digest[:16]}"
+            for name in MODEL_FILES:
+                self._client.log_artifact(run_id, os.fspath(folder / name), artifact_path)
+            source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
+            created = self._client.create_model_version(
+                self.name, source, run_id=run_id, tags=version_tags
+            )
+            number = int(created.version)
+            self._client.set_registered_model_alias(self.name, CHALLENGER, str(number))
+            if self._alias_version(CHAMPION) is None:
+                self._client.set_registered_model_alias(self.name, CHAMPION, str(number))
+                self._client.set_model_version_tag(self.name, str(number), TAG_PROMOTED_AT, _now())
+                self._client.set_model_version_tag(
+                    self.name, str(number), TAG_PROMOTED_BY, "first version"
+                )
+            for marked in {run_id, str(parent.info.run_id)}:
+                self._client.set_tag(marked, TAG_REGISTERED_VERSION, str(number))
+            return self.get(number)
+
+    def _find_registered(
+        self, digest: str, pipeline_run_id: str, run_id: str
+    ) -> ModelVersionInfo | None:
+        from mlflow.exceptions import MlflowException
+
+        same_origin = (
+            f"tags.`{TAG_PIPELINE_RUN_ID}` = {quote_filter_value(pipeline_run_id, 'run id')}"
+            if pipeline_run_id
+            else f"tags.`{TAG_MLFLOW_RUN_ID}` = {quote_filter_value(run_id, 'run id')}"
+        )
+        query = (
+            f"name = {quote_filter_value(self.name, 'model name')} AND "
+            f"tags.`{TAG_CONTENT_DIGEST}` = '{digest}' AND {same_origin}"
+        )
+        try:
+            found = self._client.search_model_versions(query, order_by=["version_number ASC"])
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        return self._info(found[0]) if found else None
+
+    def _ensure_registered_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_registered_model(self.name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            self._client.create_registered_model(
+                self.name, description="Kaizen card-fraud model: champion/challenger versions."
+            )
+
+    # ----- promotion -------------------------------------------------------------------
+
+    def promote(self, ref: int | str, *, actor: str | None = None) -> PromotionResult:
+        """Make a version ``champion``; the champion it replaces becomes ``previous-champion``.
+
+        The promoted version's files are verified first (sha256 and size against its tags),
+        so a damaged version never becomes champion. ``challenger`` is cleared when it
+        pointed at the promoted version. Promoting the current champion changes nothing.
+
+        Args:
+            ref: a version number or alias (``challenger``).
+            actor: who promotes (recorded in tags); defaults to the OS user.
+
+        Returns:
+            The new and previous champion.
+
+        Raises:
+            ModelVersionNotFoundError: no such version.
+            ModelIntegrityError: the version's files fail verification.
+        """
+        who = actor or _default_actor()
+        with store_lock(self._config):
+            target = self.get(ref)
+            current = self._alias_version(CHAMPION)
+            if current == target.version:
+                return PromotionResult(self.name, target.version, None, False, who, _now())
+            with tempfile.TemporaryDirectory(prefix="kaizen-verify-") as scratch:
+                self._download_verified(target, Path(scratch))
+            at = _now()
+            number = str(target.version)
+            self._client.set_registered_model_alias(self.name, CHAMPION, number)
+            self._client.set_model_version_tag(self.name, number, TAG_PROMOTED_AT, at)
+            self._client.set_model_version_tag(self.name, number, TAG_PROMOTED_BY, who)
+            self._client.set_model_version_tag(
+                self.name, number, TAG_REPLACED_VERSION, "" if current is None else str(current)
+            )
+            if current is not None:
+                self._client.set_registered_model_alias(self.name, PREVIOUS_CHAMPION, str(current))
+                self._client.set_model_version_tag(self.name, str(current), TAG_DEMOTED_AT, at)
+                self._client.set_model_version_tag(self.name, str(current), TAG_DEMOTED_BY, who)
+            if self._alias_version(CHALLENGER) == target.version:
+                self._client.delete_registered_model_alias(self.name, CHALLENGER)
+            return PromotionResult(self.name, target.version, current, True, who, at)
+
+    def rollback(self, *, actor: str | None = None) -> PromotionResult:
+        """Restore ``previous-champion`` as champion.
+
+        The version rolled back from is tagged with who and when. ``previous-champion`` then
+        moves to the version the restored one had replaced when it was promoted (so repeated
+        rollbacks walk back the promotion history), or is removed when there is none.
+
+        Args:
+            actor: who rolls back; defaults to the OS user.
+
+        Returns:
+            The restored champion and the version it replaced.
+
+        Raises:
+            NoPreviousChampionError: no previous champion is recorded.
+        """
+        who = actor or _default_actor()
+        with store_lock(self._config):
+            previous = self._alias_version(PREVIOUS_CHAMPION)
+            current = self._alias_version(CHAMPION)
+            if previous is None:
+                now = f"version {current}" if current is not None else "no version"
+                raise NoPreviousChampionError(
+                    f"cannot roll back {self.name!r}: no previous champion is recorded (the "
+                    f"champion is {now}); promote a version instead"
+                )
+            restored = self.get(previous)
+            with tempfile.TemporaryDirectory(prefix="kaizen-verify-") as scratch:
+                self._download_verified(restored, Path(scratch))
+            at = _now()
+            self._client.set_registered_model_alias(self.name, CHAMPION, str(previous))
+            self._client.set_model_version_tag(self.name, str(previous), TAG_PROMOTED_AT, at)
+            self._client.set_model_version_tag(
+                self.name, str(previous), TAG_PROMOTED_BY, f"{who} (rollback)"
+            )
+            if current is not None:
+                self._client.set_model_version_tag(self.name, str(current), TAG_ROLLED_BACK_AT, at)
+                self._client.set_model_version_tag(self.name, str(current), TAG_ROLLED_BACK_BY, who)
+            earlier = restored.tags.get(TAG_REPLACED_VERSION, "")
+            known = {info.version for info in self.versions()}
+            if earlier.isdigit() and int(earlier) in known and int(earlier) != previous:
+                self._client.set_registered_model_alias(self.name, PREVIOUS_CHAMPION, earlier)
+            else:
+                self._client.delete_registered_model_alias(self.name, PREVIOUS_CHAMPION)
+            return PromotionResult(self.name, previous, current, True, who, at)
+
+    # ----- loading -----------------------------------------------------------------------
+
+    def download(
+        self, ref: int | str, dst_dir: str | os.PathLike[str]
+    ) -> tuple[Path, ModelVersionInfo]:
+        """Download a version's files into ``dst_dir`` and verify them (no Keras involved).
+
+        Args:
+            ref: version number or alias.
+            dst_dir: folder to write ``model.keras``, its sha256, ``features.json`` and
+                ``metadata.json`` to; created if missing.
+
+        Returns:
+            The folder holding the verified files, and the version.
+
+        Raises:
+            ModelVersionNotFoundError: no such version or alias.
+            ModelIntegrityError: a file is missing, truncated, or differs from its recorded
+                sha256; the message names the version.
+        """
+        info = self.get(ref)
+        return self._download_verified(info, Path(dst_dir)), info
+
+    def _download_verified(self, info: ModelVersionInfo, dst_dir: Path) -> Path:
+        import mlflow.artifacts
+
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=info.source, dst_path=os.fspath(dst_dir)
+                )
+            )
+        except Exception as error:
+            raise ModelIntegrityError(
+                f"refusing to load {info.label}: its files cannot be read from {info.source} "
+                f"({error})"
+            ) from error
+        _verify_files(info, local)
+        return local
+
+    def load(self, ref: int | str) -> tuple[keras.Model, ModelVersionInfo]:
+        """Download, verify and load a version with Keras ``safe_mode``.
+
+        Args:
+            ref: version number or alias (``champion``).
+
+        Returns:
+            The compiled Keras model and the version.
+
+        Raises:
+            ModelVersionNotFoundError: no such version or alias.
+            ModelIntegrityError: tampered, truncated or foreign-format files, or an archive
+                ``safe_mode`` refuses (a Lambda layer); the message names the version.
+        """
+        from kaizen.training.train import load_model
+
+        info = self.get(ref)
+        scratch = Path(tempfile.mkdtemp(prefix="kaizen-model-"))
+        try:
+            local = self._download_verified(info, scratch)
+            try:
+                model = load_model(local / MODEL_FILE, expected_sha256=info.sha256)
+            except (ModelFileError, ValueError) as error:
+                raise ModelIntegrityError(f"refusing to load {info.label}: {error}") from error
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return model, info
+
+
+def _check_export(folder: Path) -> tuple[str, int, str]:
+    """sha256, size and content digest of an export; refuse one that is incomplete or damaged."""
+    from kaizen.training.digest import model_content_digest
+
+    if not folder.is_dir():
+        raise ModelFileError(f"cannot register {folder}: not a model export folder")
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ModelFileError(
+            f"cannot register {folder}: missing {', '.join(missing)} (expected the files "
+            f"kaizen.training.train.train exports: {', '.join(MODEL_FILES)})"
+        )
+    model = folder / MODEL_FILE
+    sha256 = sha256_file(model)
+    sidecar = _read_sidecar(folder / SHA256_FILE)
+    if sidecar != sha256:
+        raise ModelFileError(
+            f"cannot register {folder}: {MODEL_FILE} has sha256 {sha256} but {SHA256_FILE} "
+            f"says {sidecar or 'nothing'}; the export was modified after training"
+        )
+    try:
+        digest = model_content_digest(model)
+    except ValueError as error:
+        raise ModelFileError(f"cannot register {folder}: {error}") from None
+    return sha256, model.stat().st_size, digest
+
+
+def _read_sidecar(path: Path) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    return text.split()[0].lower() if text else ""
+
+
+def _verify_files(info: ModelVersionInfo, local: Path) -> None:
+    refuse = f"refusing to load {info.label}"
+    missing = [name for name in (MODEL_FILE, SHA256_FILE) if not (local / name).is_file()]
+    if missing:
+        raise ModelIntegrityError(f"{refuse}: {', '.join(missing)} missing from {info.source}")
+    if not info.sha256:
+        raise ModelIntegrityError(
+            f"{refuse}: the version has no {TAG_SHA256} tag, so its file cannot be verified"
+        )
+    model = local / MODEL_FILE
+    size = model.stat().st_size
+    recorded = info.tags.get(TAG_SIZE, "")
+    if recorded.isdigit() and size != int(recorded):
+        problem = "truncated" if size < int(recorded) else "grown"
+        raise ModelIntegrityError(
+            f"{refuse}: {MODEL_FILE} is {problem}: {size} bytes, registered with {recorded} "
+            f"bytes ({info.source})"
+        )
+    actual = sha256_file(model)
+    if actual != info.sha256:
+        raise ModelIntegrityError(
+            f"{refuse}: {MODEL_FILE} sha256 mismatch: registered {info.sha256}, file has "
+            f"{actual}; the file was modified or replaced ({info.source})"
+        )
+    sidecar = _read_sidecar(local / SHA256_FILE)
+    if sidecar != info.sha256:
+        raise ModelIntegrityError(
+            f"{refuse}: {SHA256_FILE} says {sidecar or 'nothing'} but the registry recorded "
+            f"{info.sha256}"
+        )
+
+
+# Module-level functions over the registry of the current settings.
+
+
+def register_challenger(
+    model_dir: str | os.PathLike[str],
+    *,
+    run_id: str,
+    tags: Mapping[str, object] | None = None,
+    settings: Settings | None = None,
+) -> ModelVersionInfo:
+    """Register an export as a new ``challenger`` version (see
+    :meth:`ModelRegistry.register_challenger`)."""
+    return ModelRegistry(settings).register_challenger(model_dir, run_id=run_id, tags=tags)
+
+
+def promote(
+    version: int | str, *, actor: str | None = None, settings: Settings | None = None
+) -> PromotionResult:
+    """Make ``version`` champion (see :meth:`ModelRegistry.promote`)."""
+    return ModelRegistry(settings).promote(version, actor=actor)
+
+
+def rollback(*, actor: str | None = None, settings: Settings | None = None) -> PromotionResult:
+    """Restore the previous champion (see :meth:`ModelRegistry.rollback`)."""
+    return ModelRegistry(settings).rollback(actor=actor)
+
+
+def champion(settings: Settings | None = None) -> ModelVersionInfo | None:
+    """The champion version, or None before the first registration."""
+    return ModelRegistry(settings).by_alias(CHAMPION)
+
+
+def challenger(settings: Settings | None = None) -> ModelVersionInfo | None:
+    """The challenger version, or None."""
+    return ModelRegistry(settings).by_alias(CHALLENGER)
+
+
+def previous_champion(settings: Settings | None = None) -> ModelVersionInfo | None:
+    """The champion before the last promotion, or None."""
+    return ModelRegistry(settings).by_alias(PREVIOUS_CHAMPION)
+
+
+def get_model_version(ref: int | str, settings: Settings | None = None) -> ModelVersionInfo:
+    """A version by number or alias (see :meth:`ModelRegistry.get`)."""
+    return ModelRegistry(settings).get(ref)
+
+
+def download_model_version(
+    ref: int | str, dst_dir: str | os.PathLike[str], settings: Settings | None = None
+) -> tuple[Path, ModelVersionInfo]:
+    """Download and verify a version's files (see :meth:`ModelRegistry.download`)."""
+    return ModelRegistry(settings).download(ref, dst_dir)
+
+
+def load_model_version(
+    ref: int | str, settings: Settings | None = None
+) -> tuple[keras.Model, ModelVersionInfo]:
+    """Verify and safely load a version (see :meth:`ModelRegistry.load`)."""
+    return ModelRegistry(settings).load(ref)
