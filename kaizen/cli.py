@@ -244,5 +244,39 @@ def tune(
         raise typer.Exit(1)
 
 
+@app.command()
+def upload(
+    pipeline: Annotated[
+        Path | None, typer.Option(help="Compiled pipeline YAML (default: the committed one).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Pipeline name in the object store.")] = (
+        "kaizen-training"
+    ),
+    commit: Annotated[
+        str | None, typer.Option(help="Git commit to record (default: read from git).")
+    ] = None,
+) -> None:
+    """Store the compiled pipeline YAML in the object store under a versioned key.
+
+    Uploading the same pipeline again is a no-op that says so.
+    """
+    from kaizen.compiler import TRAINING_PIPELINE_YAML
+    from kaizen.pipeline_store import PipelineSpecError, git_commit, upload_pipeline
+    from kaizen.storage import StorageError, open_store
+
+    settings = _settings()
+    try:
+        result = upload_pipeline(
+            open_store(settings),
+            pipeline or TRAINING_PIPELINE_YAML,
+            name=name,
+            git_commit=commit if commit else git_commit(),
+        )
+    except (PipelineSpecError, StorageError, OSError) as error:
+        err_console.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(2) from None
+    console.print(escape(result.message))
+
+
 if __name__ == "__main__":
     app()

@@ -360,7 +360,7 @@ class S3ObjectStore(ObjectStore):
         self.part_size = part_size
         access, secret = _secret_value(access_key), _secret_value(secret_key)
         # Kept only to scrub them from messages; SecretStr shows '**********' if printed.
-        self._secrets = tuple(SecretStr(value) for value in (access, secret) if value)
+        self._secrets = tuple(SecretStr(value) for value in (access, secret) if len(value) >= 4)
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
             maxsize=10,

@@ -27,3 +27,25 @@ def test_bad_param_syntax_is_named() -> None:
     result = runner.invoke(app, ["run", "-p", "epochs"])
     assert result.exit_code == 2
     assert "NAME=VALUE" in result.output
+
+
+def test_upload_twice_is_a_no_op_that_says_so(kaizen_home) -> None:  # type: ignore[no-untyped-def]
+    first = runner.invoke(app, ["upload", "--commit", "0123456789abcdef0123"])
+    assert first.exit_code == 0, first.output
+    assert "uploaded pipeline 'kaizen-training' version" in first.output
+    stored = list(
+        (kaizen_home / "objects" / "pipelines" / "kaizen-training").glob("*/pipeline.yaml")
+    )
+    assert len(stored) == 1 and stored[0].parent.name.endswith("-g0123456789ab")
+    second = runner.invoke(app, ["upload", "--commit", "0123456789abcdef0123"])
+    assert second.exit_code == 0
+    assert "nothing uploaded" in second.output.replace("\n", " ")
+    assert len(list(stored[0].parent.parent.glob("*/pipeline.yaml"))) == 1
+
+
+def test_upload_refuses_a_file_that_is_not_a_pipeline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bogus = tmp_path / "pipeline.yaml"
+    bogus.write_text("just: a mapping\n")
+    result = runner.invoke(app, ["upload", "--pipeline", str(bogus)])
+    assert result.exit_code == 2
+    assert "pipeline.yaml" in result.output
