@@ -292,6 +292,8 @@ def client_for(config: StoreConfig) -> Any:
     """
     if config.tracking_uri in _clients:
         return _clients[config.tracking_uri]
+    # MLflow draws a progress bar per download; step logs are no place for one.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name, value in artifact_environment(config.settings).items():
         # An operator's explicit MLflow/AWS environment wins over the Kaizen settings.
         os.environ.setdefault(name, value)

@@ -19,6 +19,7 @@ registrations get consecutive version numbers and consistent aliases.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import tempfile
@@ -69,6 +70,7 @@ ALIASES = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
 TAG_SHA256 = "kaizen.sha256"
 TAG_SIZE = "kaizen.size_bytes"
 TAG_CONTENT_DIGEST = "kaizen.content_digest"
+TAG_FILES_SHA256 = "kaizen.files_sha256"
 TAG_MLFLOW_RUN_ID = "kaizen.mlflow_run_id"
 TAG_DATA_FINGERPRINT = "kaizen.data_fingerprint"
 TAG_FEATURE_SERVICE = "kaizen.feature_service"
@@ -174,6 +176,7 @@ class ModelVersionInfo:
             "pipeline_run_id": self.pipeline_run_id,
             "metrics": self.metrics,
             "tags": dict(self.tags),
+            "existing": self.existing,
         }
 
 
@@ -371,15 +374,35 @@ class ModelRegistry:
             ModelFileError: the export is incomplete, damaged or not a Keras archive.
             RegistryError: ``run_id`` names no MLflow run.
         """
+
+        if not Path(model_dir).is_dir():
+            raise ModelFileError(f"cannot register {model_dir}: no such model export folder")
+        with tempfile.TemporaryDirectory(prefix="kaizen-register-") as scratch:
+            # Checked and logged from one private copy: what was hashed is what is stored.
+            folder = Path(scratch)
+            for name in MODEL_FILES:
+                source_file = Path(model_dir) / name
+                if source_file.is_file():
+                    shutil.copyfile(source_file, folder / name)
+            return self._register_copy(Path(model_dir), folder, run_id=run_id, tags=tags)
+
+    def _register_copy(
+        self,
+        model_dir: Path,
+        folder: Path,
+        *,
+        run_id: str,
+        tags: Mapping[str, object] | None,
+    ) -> ModelVersionInfo:
         from mlflow.exceptions import MlflowException
 
-        folder = Path(model_dir)
-        sha256, size, digest = _check_export(folder)
+        sha256, size, digest = _check_export(folder, shown=model_dir)
         try:
             run = self._client.get_run(run_id)
         except MlflowException as error:
             raise RegistryError(
-                f"cannot register {folder}: no MLflow run {run_id!r} in {self._config.tracking_uri}"
+                f"cannot register {model_dir}: no MLflow run {run_id!r} in "
+                f"{self._config.tracking_uri}"
             ) from error
         run_tags = dict(run.data.tags)
         pipeline_run_id = run_tags.get(TAG_PIPELINE_RUN_ID, "")
@@ -390,6 +413,9 @@ class ModelRegistry:
             TAG_SHA256: sha256,
             TAG_SIZE: str(size),
             TAG_CONTENT_DIGEST: digest,
+            TAG_FILES_SHA256: json.dumps(
+                {name: sha256_file(folder / name) for name in MODEL_FILES}, sort_keys=True
+            ),
             TAG_PIPELINE_RUN_ID: pipeline_run_id,
             TAG_MLFLOW_RUN_ID: run_id,
             TAG_REGISTERED_AT: _now(),
@@ -410,27 +436,41 @@ class ModelRegistry:
 
         with store_lock(self._config):
             existing = self._find_registered(digest, pipeline_run_id, run_id)
-            if existing is not None:
-                return replace(existing, existing=True)
-            self._ensure_registered_model()
-            artifact_path = f"models/{digest[:16]}"
-            for name in MODEL_FILES:
-                self._client.log_artifact(run_id, os.fspath(folder / name), artifact_path)
-            source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
-            created = self._client.create_model_version(
-                self.name, source, run_id=run_id, tags=version_tags
-            )
-            number = int(created.version)
-            self._client.set_registered_model_alias(self.name, CHALLENGER, str(number))
-            if self._alias_version(CHAMPION) is None:
-                self._client.set_registered_model_alias(self.name, CHAMPION, str(number))
-                self._client.set_model_version_tag(self.name, str(number), TAG_PROMOTED_AT, _now())
-                self._client.set_model_version_tag(
-                    self.name, str(number), TAG_PROMOTED_BY, "first version"
+            if existing is None:
+                self._ensure_registered_model()
+                artifact_path = f"models/{digest[:16]}"
+                for name in MODEL_FILES:
+                    self._client.log_artifact(run_id, os.fspath(folder / name), artifact_path)
+                source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
+                created = self._client.create_model_version(
+                    self.name, source, run_id=run_id, tags=version_tags
                 )
-            for marked in {run_id, str(parent.info.run_id)}:
-                self._client.set_tag(marked, TAG_REGISTERED_VERSION, str(number))
-            return self.get(number)
+                number = int(created.version)
+            else:
+                number = existing.version
+            if existing is None or self._interrupted(existing):
+                self._client.set_registered_model_alias(self.name, CHALLENGER, str(number))
+                if self._alias_version(CHAMPION) is None:
+                    self._client.set_registered_model_alias(self.name, CHAMPION, str(number))
+                    self._client.set_model_version_tag(
+                        self.name, str(number), TAG_PROMOTED_AT, _now()
+                    )
+                    self._client.set_model_version_tag(
+                        self.name, str(number), TAG_PROMOTED_BY, "first version"
+                    )
+                for marked in {run_id, str(parent.info.run_id)}:
+                    self._client.set_tag(marked, TAG_REGISTERED_VERSION, str(number))
+            return replace(self.get(number), existing=existing is not None)
+
+    def _interrupted(self, info: ModelVersionInfo) -> bool:
+        """True for a version whose registration stopped before its aliases were set.
+
+        Such a version is the newest, has no alias and was never promoted or demoted; a
+        retried registration finishes it instead of leaving it unreachable.
+        """
+        if info.aliases or TAG_PROMOTED_AT in info.tags or TAG_DEMOTED_AT in info.tags:
+            return False
+        return max(version.version for version in self.versions()) == info.version
 
     def _find_registered(
         self, digest: str, pipeline_run_id: str, run_id: str
@@ -583,19 +623,22 @@ class ModelRegistry:
         import mlflow.artifacts
 
         dst_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=info.source, dst_path=os.fspath(dst_dir)
+        # Verified in a scratch folder first: dst_dir never holds a file that failed a check.
+        with tempfile.TemporaryDirectory(prefix=".kaizen-download-", dir=dst_dir) as scratch:
+            try:
+                local = Path(
+                    mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=scratch)
                 )
-            )
-        except Exception as error:
-            raise ModelIntegrityError(
-                f"refusing to load {info.label}: its files cannot be read from {info.source} "
-                f"({error})"
-            ) from error
-        _verify_files(info, local)
-        return local
+            except Exception as error:
+                raise ModelIntegrityError(
+                    f"refusing to load {info.label}: its files cannot be read from "
+                    f"{info.source} ({error})"
+                ) from error
+            _verify_files(info, local)
+            for name in MODEL_FILES:
+                if (local / name).is_file():
+                    os.replace(local / name, dst_dir / name)
+        return dst_dir
 
     def load(self, ref: int | str) -> tuple[keras.Model, ModelVersionInfo]:
         """Download, verify and load a version with Keras ``safe_mode``.
@@ -616,26 +659,31 @@ class ModelRegistry:
         info = self.get(ref)
         scratch = Path(tempfile.mkdtemp(prefix="kaizen-model-"))
         try:
-            local = self._download_verified(info, scratch)
+            local = self._download_verified(info, scratch / "files")
             try:
                 model = load_model(local / MODEL_FILE, expected_sha256=info.sha256)
             except (ModelFileError, ValueError) as error:
-                raise ModelIntegrityError(f"refusing to load {info.label}: {error}") from error
+                # Name the stored file, not the scratch copy that is gone once this returns.
+                problem = str(error).replace(
+                    os.fspath(local / MODEL_FILE), f"{info.source}/{MODEL_FILE}"
+                )
+                raise ModelIntegrityError(f"refusing to load {info.label}: {problem}") from error
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return model, info
 
 
-def _check_export(folder: Path) -> tuple[str, int, str]:
-    """sha256, size and content digest of an export; refuse one that is incomplete or damaged."""
+def _check_export(folder: Path, shown: Path) -> tuple[str, int, str]:
+    """sha256, size and content digest of an export; refuse one that is incomplete or damaged.
+
+    ``folder`` holds the files; ``shown`` is the export folder the messages name.
+    """
     from kaizen.training.digest import model_content_digest
 
-    if not folder.is_dir():
-        raise ModelFileError(f"cannot register {folder}: not a model export folder")
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if missing:
         raise ModelFileError(
-            f"cannot register {folder}: missing {', '.join(missing)} (expected the files "
+            f"cannot register {shown}: missing {', '.join(missing)} (expected the files "
             f"kaizen.training.train.train exports: {', '.join(MODEL_FILES)})"
         )
     model = folder / MODEL_FILE
@@ -643,13 +691,14 @@ def _check_export(folder: Path) -> tuple[str, int, str]:
     sidecar = _read_sidecar(folder / SHA256_FILE)
     if sidecar != sha256:
         raise ModelFileError(
-            f"cannot register {folder}: {MODEL_FILE} has sha256 {sha256} but {SHA256_FILE} "
+            f"cannot register {shown}: {MODEL_FILE} has sha256 {sha256} but {SHA256_FILE} "
             f"says {sidecar or 'nothing'}; the export was modified after training"
         )
     try:
         digest = model_content_digest(model)
     except ValueError as error:
-        raise ModelFileError(f"cannot register {folder}: {error}") from None
+        problem = str(error).replace(os.fspath(model), os.fspath(shown / MODEL_FILE))
+        raise ModelFileError(f"cannot register {shown}: {problem}") from None
     return sha256, model.stat().st_size, digest
 
 
@@ -660,7 +709,7 @@ def _read_sidecar(path: Path) -> str:
 
 def _verify_files(info: ModelVersionInfo, local: Path) -> None:
     refuse = f"refusing to load {info.label}"
-    missing = [name for name in (MODEL_FILE, SHA256_FILE) if not (local / name).is_file()]
+    missing = [name for name in MODEL_FILES if not (local / name).is_file()]
     if missing:
         raise ModelIntegrityError(f"{refuse}: {', '.join(missing)} missing from {info.source}")
     if not info.sha256:
@@ -688,6 +737,17 @@ def _verify_files(info: ModelVersionInfo, local: Path) -> None:
             f"{refuse}: {SHA256_FILE} says {sidecar or 'nothing'} but the registry recorded "
             f"{info.sha256}"
         )
+    # features.json decides which column feeds which input: a reordered list scores garbage.
+    try:
+        recorded_files = json.loads(info.tags.get(TAG_FILES_SHA256) or "{}")
+    except json.JSONDecodeError:
+        raise ModelIntegrityError(f"{refuse}: its {TAG_FILES_SHA256} tag is not JSON") from None
+    for name, expected in dict(recorded_files).items():
+        if name in MODEL_FILES and sha256_file(local / name) != expected:
+            raise ModelIntegrityError(
+                f"{refuse}: {name} differs from the registered file (sha256 {expected}); it "
+                f"was modified or replaced ({info.source})"
+            )
 
 
 # Module-level functions over the registry of the current settings.

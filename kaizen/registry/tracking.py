@@ -482,11 +482,11 @@ class PipelineRunTracker:
         """
         if not isinstance(evaluation, Mapping):
             evaluation = _read_json(Path(evaluation), "evaluation")
-        assert isinstance(evaluation, Mapping)
-        if not isinstance(evaluation.get("metrics"), Mapping):
-            raise TrackingError(
-                f"evaluation must hold a 'metrics' object, got keys {sorted(evaluation)}"
-            )
+        if not isinstance(evaluation, Mapping) or not isinstance(
+            evaluation.get("metrics"), Mapping
+        ):
+            shown = sorted(evaluation) if isinstance(evaluation, Mapping) else type(evaluation)
+            raise TrackingError(f"evaluation must hold a 'metrics' object, got {shown}")
         values = {
             EVALUATION_METRIC_PREFIX + name: value
             for name, value in _finite_scalars(evaluation["metrics"]).items()

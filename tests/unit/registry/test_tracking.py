@@ -63,7 +63,7 @@ def test_every_process_of_a_pipeline_run_finds_the_same_parent_run() -> None:
 
 
 def test_a_pipeline_run_id_with_a_quote_is_refused() -> None:
-    with pytest.raises(ValueError, match="pipeline run id \"it's\" must .* no quotes"):
+    with pytest.raises(ValueError, match=r"pipeline run id \"it's\" must .* no quotes"):
         PipelineRunTracker("it's")
 
 
@@ -99,7 +99,7 @@ def test_the_data_fingerprint_follows_the_rows_not_the_file_encoding(tmp_path: P
     assert (tmp_path / "snappy.parquet").read_bytes() != (tmp_path / "plain.parquet").read_bytes()
     assert fingerprint_parquet(tmp_path / "plain.parquet") == same
     assert fingerprint_parquet(tmp_path / "changed.parquet") != same
-    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.parquet"):
         fingerprint_parquet(tmp_path / "missing.parquet")
 
 
@@ -161,7 +161,9 @@ def test_evaluation_metrics_report_and_plots_land_in_the_object_store(
     names = {item.path for item in client.list_artifacts(tracker.run_id, "round-1")}
     assert names == {"round-1/evaluation.json", "round-1/report.html", "round-1/plots"}
     plots = {item.path for item in client.list_artifacts(tracker.run_id, "round-1/plots")}
-    assert plots == {f"round-1/plots/{name}.png" for name in ("roc_curve", "pr_curve", "score_histogram")}
+    assert plots == {
+        f"round-1/plots/{name}.png" for name in ("roc_curve", "pr_curve", "score_histogram")
+    }
     stored = list((kaizen_home / "objects" / "mlflow").rglob("report.html"))
     assert len(stored) == 1 and stored[0].read_bytes() == report.read_bytes()
 
@@ -175,7 +177,11 @@ def _experiment() -> ExperimentResult:
             status="Succeeded",
             started_at="2026-01-01T10:00:00.000Z",
             finished_at="2026-01-01T10:01:00.000Z",
-            intermediate=[(1, {"val_roc_auc": 0.8}), (2, {"val_roc_auc": 0.9}), (3, {"val_roc_auc": 0.91})],
+            intermediate=[
+                (1, {"val_roc_auc": 0.8}),
+                (2, {"val_roc_auc": 0.9}),
+                (3, {"val_roc_auc": 0.91}),
+            ],
         ),
         TrialRecord(
             name="fraud-mlp-tpe-bbbb2222",
@@ -260,7 +266,7 @@ def test_gate_decisions_are_recorded_per_round_and_overall() -> None:
     assert client.get_run(tracker.round_run_id(0)).info.status == "FINISHED"
     decision = client.download_artifacts(tracker.run_id, "round-1/decision.json")
     assert json.loads(Path(decision).read_text())["passed"] is True
-    with pytest.raises(TrackingError, match="boolean 'passed', got 'yes'"):
+    with pytest.raises(TrackingError, match=r"boolean 'passed', got 'yes'"):
         tracker.log_gate_decision({"passed": "yes"}, round_index=2)
 
 
