@@ -13,6 +13,7 @@ def build_features(
     validation_days: int,
     test_days: int,
     warmup_days: int,
+    run_id: str,
     train_data: Output[Dataset],
     validation_data: Output[Dataset],
     test_data: Output[Dataset],
@@ -26,6 +27,7 @@ def build_features(
         validation_days: days in the validation window, after the training window.
         test_days: days in the test window, the latest.
         warmup_days: first days left out because their windowed features are incomplete.
+        run_id: the pipeline run id (its MLflow parent run).
         train_data: training rows with point-in-time features (Parquet).
         validation_data: validation rows (Parquet).
         test_data: test rows (Parquet).
@@ -45,6 +47,7 @@ def build_features(
         validation_days=validation_days,
         test_days=test_days,
         warmup_days=warmup_days,
+        run_id=run_id,
     )
     rows = manifest.get("rows", {})
     for artifact, split in (

@@ -12,22 +12,26 @@ def evaluate_model(
     test_data: Input[Dataset],
     feature_manifest: Input[Artifact],
     decision_threshold: float,
+    run_id: str,
+    round_index: int,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[HTML],
     evaluation: Output[Artifact],
 ) -> None:
-    """Compute test metrics, the ROC curve and confusion matrix, and an HTML report.
+    """Compute test metrics for the candidate and the current champion on the same rows.
 
     Args:
         model: the trained model folder.
         test_data: test rows from the latest window (Parquet).
         feature_manifest: feature names, service and windows (JSON).
         decision_threshold: score at or above which a transaction is called fraud.
+        run_id: the pipeline run id (its MLflow parent run).
+        round_index: the tuning round this evaluation belongs to.
         metrics: accuracy, ROC-AUC, PR-AUC, precision, recall, F1.
         classification_metrics: ROC curve and confusion matrix for the Kubeflow UI.
         report: HTML report with ROC, precision-recall and score plots.
-        evaluation: every metric and the test window (JSON), input of the gate.
+        evaluation: every metric, the champion's metrics and the test window (JSON).
     """
     from kaizen.pipeline_steps import evaluate_step
 
@@ -38,6 +42,8 @@ def evaluate_model(
         evaluation_path=evaluation.path,
         report_path=report.path,
         threshold=decision_threshold,
+        run_id=run_id,
+        round_index=round_index,
     )
     values = result["metrics"]
     for name in ("accuracy", "roc_auc", "pr_auc", "precision", "recall", "f1"):

@@ -12,17 +12,20 @@ def gate_model(
     min_accuracy: float,
     min_roc_auc: float,
     min_recall: float,
+    regression_tolerance: float,
     run_id: str,
     round_index: int,
     decision: Output[Artifact],
 ) -> str:
-    """Check the evaluation against the policy thresholds.
+    """Check the evaluation against the thresholds and against the champion.
 
     Args:
         evaluation: test metrics (JSON) from evaluate_model.
         min_accuracy: lowest accepted accuracy.
         min_roc_auc: lowest accepted ROC-AUC.
         min_recall: lowest accepted recall at the decision threshold.
+        regression_tolerance: how much lower than the champion's ROC-AUC (same test window)
+            the candidate's may be; not checked while there is no champion.
         run_id: the pipeline run id; the outcome is recorded under it for the notify step.
         round_index: which tuning round this gate judges (0 = first).
         decision: pass or fail with every check and reason (JSON).
@@ -38,6 +41,7 @@ def gate_model(
         min_accuracy=min_accuracy,
         min_roc_auc=min_roc_auc,
         min_recall=min_recall,
+        regression_tolerance=regression_tolerance,
         run_id=run_id,
         round_index=round_index,
     )

@@ -16,6 +16,7 @@ def ingest_data(
     days: int,
     fraud_rate: float,
     drift: float,
+    run_id: str,
     transactions: Output[Dataset],
 ) -> None:
     """Ingest card transactions and validate them against the transaction schema.
@@ -30,6 +31,7 @@ def ingest_data(
         days: days of synthetic history.
         fraud_rate: share of fraudulent synthetic transactions.
         drift: strength of injected drift (0 = none, 1 = strong).
+        run_id: the pipeline run id (its MLflow parent run).
         transactions: validated transactions (Parquet).
     """
     from kaizen.pipeline_steps import ingest_step
@@ -44,5 +46,6 @@ def ingest_data(
         days=days,
         fraud_rate=fraud_rate,
         drift=drift,
+        run_id=run_id,
     )
     transactions.metadata.update({key: str(value) for key, value in summary.items()})

@@ -19,6 +19,8 @@ def train_model(
     epochs: int,
     patience: int,
     seed: int,
+    run_id: str,
+    round_index: int,
     model: Output[Model],
     training_metrics: Output[Metrics],
 ) -> None:
@@ -36,6 +38,8 @@ def train_model(
         epochs: maximum epochs.
         patience: epochs without validation improvement before stopping.
         seed: seed for weights, shuffling and dropout.
+        run_id: the pipeline run id (its MLflow parent run).
+        round_index: the tuning round this training belongs to.
         model: folder with model.keras, features.json and metadata.json (sha256, history).
         training_metrics: final training and validation metrics.
     """
@@ -54,6 +58,8 @@ def train_model(
         epochs=epochs,
         patience=patience,
         seed=seed,
+        run_id=run_id,
+        round_index=round_index,
     )
     model.metadata.update({"sha256": summary["sha256"], "framework": "keras"})
     for name, value in summary["metrics"].items():

@@ -74,6 +74,8 @@ def tune_model(
         max_trial_count=max_trial_count,
         parallel_trial_count=parallel_trial_count,
         name_suffix=f"{run_id}-r{round_index}",
+        run_id=run_id,
+        round_index=round_index,
         defaults={
             "learning_rate": learning_rate,
             "num_layers": num_layers,

@@ -278,5 +278,139 @@ def upload(
     console.print(escape(result.message))
 
 
+def _registry_errors() -> tuple[type[BaseException], ...]:
+    from kaizen.registry import RegistryError, TrackingError
+    from kaizen.training.train import ModelFileError
+
+    return (RegistryError, TrackingError, ModelFileError)
+
+
+@app.command()
+def promote(
+    version: Annotated[int, typer.Argument(help="Model version to make champion.")],
+) -> None:
+    """Make VERSION the champion; the previous champion is recorded for rollback."""
+    from kaizen.registry import promote as promote_version
+
+    _settings()
+    try:
+        result = promote_version(version)
+    except _registry_errors() as error:
+        err_console.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(1) from None
+    if not result.changed:
+        console.print(f"{result.name} v{result.champion} is already the champion; nothing changed")
+        return
+    console.print(
+        f"{result.name}: champion is now v{result.champion}"
+        + (f" (was v{result.previous_champion})" if result.previous_champion else "")
+    )
+
+
+@app.command()
+def rollback() -> None:
+    """Restore the previous champion."""
+    from kaizen.registry import rollback as rollback_champion
+
+    _settings()
+    try:
+        result = rollback_champion()
+    except _registry_errors() as error:
+        err_console.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(1) from None
+    console.print(
+        f"{result.name}: champion restored to v{result.champion}"
+        + (f" (replacing v{result.previous_champion})" if result.previous_champion else "")
+    )
+
+
+def _version_line(label: str, info: dict[str, Any] | None) -> str:
+    if not info:
+        return f"{label:<18} none"
+    metrics = info.get("metrics", {})
+    shown = "  ".join(
+        f"{name.removeprefix('test_')} {metrics[name]:.3f}"
+        for name in ("test_roc_auc", "test_accuracy", "test_recall")
+        if name in metrics
+    )
+    return (
+        f"{label:<18} v{info['version']}  registered {str(info.get('registered_at', '?'))[:19]}"
+        f"  run {info.get('pipeline_run_id', '?')}  {shown}"
+    )
+
+
+@app.command()
+def status(
+    limit: Annotated[int, typer.Option(help="Recent pipeline runs to show.")] = 10,
+) -> None:
+    """Champion, challenger and recent runs with their gate decisions."""
+    from kaizen.registry import status as registry_status
+
+    _settings()
+    try:
+        report = registry_status(limit=limit)
+    except _registry_errors() as error:
+        err_console.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(1) from None
+    console.print(f"[bold]{report['model_name']}[/bold]  ({report['tracking_uri']})")
+    console.print(_version_line("champion", report.get("champion")))
+    console.print(_version_line("challenger", report.get("challenger")))
+    console.print(_version_line("previous champion", report.get("previous_champion")))
+    table = Table(title="recent pipeline runs")
+    for column in ("pipeline run", "started", "status", "gate", "rounds", "registered"):
+        table.add_column(column)
+    for run_info in report.get("recent_runs", []):
+        version = run_info.get("registered_version")
+        table.add_row(
+            str(run_info.get("pipeline_run_id", "?")),
+            str(run_info.get("started_at", ""))[:19],
+            str(run_info.get("status", "")),
+            str(run_info.get("gate") or "-"),
+            str(len(run_info.get("gate_rounds") or [])),
+            f"v{version}" if version else "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def lineage(version: Annotated[str, typer.Argument(help="Version number or alias.")]) -> None:
+    """Trace a model version back to its data, features, tuning, code and pipeline run."""
+    from rich.tree import Tree
+
+    from kaizen.registry import lineage as version_lineage
+
+    _settings()
+    ref: int | str = int(version) if version.isdigit() else version
+    try:
+        chain = version_lineage(ref)
+    except _registry_errors() as error:
+        err_console.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(1) from None
+    model = chain["model"]
+    tree = Tree(
+        f"[bold]{model['name']} v{model['version']}[/bold] "
+        f"({', '.join(model.get('aliases', [])) or 'no alias'})  sha256 {model['sha256'][:16]}…"
+    )
+    tree.add(f"MLflow run {chain.get('mlflow_run_id')} (parent {chain.get('parent_run_id')})")
+    tree.add(f"pipeline run {chain.get('pipeline_run_id')}, round {chain.get('round')}")
+    data = chain.get("data", {})
+    data_node = tree.add(f"training data fingerprint {str(data.get('fingerprint', '?'))[:16]}…")
+    for split, window in data.get("windows", {}).items():
+        data_node.add(f"{split}: {window.get('start', '?')} .. {window.get('end', '?')}")
+    features = chain.get("features", {})
+    tree.add(
+        f"feature service {features.get('service', '?')}: {', '.join(features.get('views', []))}"
+    )
+    tuning = chain.get("tuning", {})
+    tuning_node = tree.add(
+        f"Katib experiment {tuning.get('katib_experiment', '?')}, "
+        f"best trial {tuning.get('best_trial', '?')}"
+    )
+    for name, value in tuning.get("best_parameters", {}).items():
+        tuning_node.add(f"{name} = {value}")
+    tree.add(f"code {chain.get('code', {}).get('git_commit', '?')}")
+    console.print(tree)
+
+
 if __name__ == "__main__":
     app()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,15 @@ def _write_parquet(frame: Any, path: Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+def _tracker(run_id: str) -> Any:
+    """The MLflow parent run of pipeline run ``run_id``, or None when not tracking."""
+    if not run_id:
+        return None
+    from kaizen.registry import PipelineRunTracker
+
+    return PipelineRunTracker(run_id)
+
+
 def ingest_step(
     source_uri: str,
     output_path: str | os.PathLike[str],
@@ -39,8 +49,11 @@ def ingest_step(
     days: int = 35,
     fraud_rate: float = 0.02,
     drift: float = 0.0,
+    run_id: str = "",
 ) -> dict[str, Any]:
     """Generate (empty ``source_uri``) or load a user's transactions, validate, write Parquet.
+
+    With a ``run_id`` the data parameters are logged on the run's MLflow parent run.
 
     Raises:
         kaizen.data.ingest.DataSourceError: the source cannot be read.
@@ -60,6 +73,11 @@ def ingest_step(
     )
     result = ingest(source_uri or None, config)
     _write_parquet(result.frame, Path(output_path))
+    tracker = _tracker(run_id)
+    if tracker is not None:
+        tracker.log_pipeline_params(
+            {"source_uri": source_uri, **({} if source_uri else asdict(config))}
+        )
     return {"source": result.source, "rows": result.rows, **result.summary}
 
 
@@ -75,8 +93,12 @@ def features_step(
     validation_days: int = 5,
     test_days: int = 5,
     warmup_days: int = 7,
+    run_id: str = "",
 ) -> dict[str, Any]:
-    """Compute feature tables, apply the Feast repo, materialize, build the temporal splits."""
+    """Compute feature tables, apply the Feast repo, materialize, build the temporal splits.
+
+    With a ``run_id`` the data fingerprints, windows and feature service go to MLflow.
+    """
     import pandas as pd
 
     from kaizen.features import build_features
@@ -95,6 +117,14 @@ def features_step(
     _write_parquet(result.test, Path(test_path))
     manifest = result.manifest()
     write_json_atomic(Path(manifest_path), manifest)
+    tracker = _tracker(run_id)
+    if tracker is not None:
+        tracker.log_data(
+            manifest=manifest,
+            training_data=train_path,
+            transactions=transactions_path,
+            git_commit=os.environ.get("KAIZEN_GIT_COMMIT") or None,
+        )
     return manifest
 
 
@@ -146,6 +176,8 @@ def tune_step(
     timeout_s: float = 3600.0,
     shared_data_dir: str | os.PathLike[str] = "/mnt/data",
     defaults: Mapping[str, float | int] | None = None,
+    run_id: str = "",
+    round_index: int = 0,
 ) -> dict[str, Any]:
     """Run the Katib Experiment (locally on Optuna, or as a Katib CR) and return the best trial.
 
@@ -164,6 +196,8 @@ def tune_step(
         shared_data_dir: cluster backend: the volume this step and the trial pods both mount
             (the Experiment's ``/mnt/data``); the data is staged under ``<name>/`` in it.
         defaults: hyperparameters for anything the Experiment does not search.
+        run_id: pipeline run id; every trial becomes a nested MLflow run of its round.
+        round_index: 0 for the first search, k for the k-th re-tune.
 
     Returns:
         ``experiment`` (Katib-shaped result), ``best_parameters`` (Katib strings) and
@@ -218,6 +252,9 @@ def tune_step(
             **overrides,
         )
     experiment = result.to_dict()
+    tracker = _tracker(run_id)
+    if tracker is not None:
+        tracker.log_tuning(result, round_index=round_index)
     if not result.optimal_trial or not result.best_parameters():
         raise RuntimeError(
             f"tuning found no successful trial in experiment {result.name!r} "
@@ -251,8 +288,13 @@ def train_step(
     patience: int = 3,
     seed: int = 42,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    run_id: str = "",
+    round_index: int = 0,
 ) -> dict[str, Any]:
-    """Train the Keras model on the training split; export ``model.keras`` and its metadata."""
+    """Train the Keras model on the training split; export ``model.keras`` and its metadata.
+
+    With a ``run_id`` hyperparameters and per-epoch metrics go to the round's MLflow run.
+    """
     import pandas as pd
 
     from kaizen.training.model import HyperParameters
@@ -277,7 +319,35 @@ def train_step(
         output_dir=Path(model_dir),
         checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
     )
+    tracker = _tracker(run_id)
+    if tracker is not None:
+        tracker.log_training(model_dir, round_index=round_index)
     return result.summary()
+
+
+def _score_champion(test: Any, work_dir: Path) -> dict[str, Any] | None:
+    """The current champion's metrics on the same test rows, or None without a champion.
+
+    The champion is loaded through the registry (sha256 verified, ``safe_mode``) and scored
+    with its own feature list. A champion that cannot be scored on these rows is reported as
+    not comparable, with the reason, instead of failing the run.
+    """
+    from kaizen.evaluation.metrics import evaluate_scores
+    from kaizen.registry import champion, download_model_version
+    from kaizen.training.train import load_model, predict_proba
+
+    current = champion()
+    if current is None:
+        return None
+    folder, info = download_model_version("champion", work_dir)
+    features = json.loads((Path(folder) / "features.json").read_text())
+    missing = [name for name in features if name not in test.columns]
+    if missing:
+        return {"version": info.version, "comparable": False, "reason": f"missing {missing}"}
+    model = load_model(folder, expected_sha256=info.sha256)
+    scores = predict_proba(model, test, features)
+    metrics = evaluate_scores(test[columns.LABEL].to_numpy(), scores).scalar_metrics()
+    return {"version": info.version, "comparable": True, "metrics": metrics}
 
 
 def evaluate_step(
@@ -288,12 +358,22 @@ def evaluate_step(
     evaluation_path: str | os.PathLike[str],
     report_path: str | os.PathLike[str],
     threshold: float = 0.5,
+    compare_champion: bool = True,
+    run_id: str = "",
+    round_index: int = 0,
 ) -> dict[str, Any]:
-    """Score the latest time window; write the evaluation JSON and the HTML report."""
+    """Score the latest window with the candidate and the current champion; write the report.
+
+    Returns:
+        ``metrics`` (candidate), ``champion`` (version and metrics on the same rows, or None),
+        ``test_window`` and ``rows``.
+    """
+    import tempfile
+
     import pandas as pd
 
     from kaizen.evaluation.metrics import evaluate_scores
-    from kaizen.evaluation.report import write_html_report
+    from kaizen.evaluation.report import write_html_report, write_plots
     from kaizen.training.train import load_model, predict_proba
 
     model_metadata = _read_json(Path(model_dir) / "metadata.json")
@@ -305,21 +385,37 @@ def evaluate_step(
     labels = test[columns.LABEL].to_numpy()
     result = evaluate_scores(labels, scores, threshold=threshold)
     window = manifest.get("windows", {}).get("test", {})
-    write_html_report(
-        result,
-        labels,
-        scores,
-        Path(report_path),
-        title="Kaizen fraud model: evaluation on the latest window",
-        context={
+    with tempfile.TemporaryDirectory() as scratch:
+        champion = _score_champion(test, Path(scratch)) if compare_champion else None
+        context: dict[str, str | int | float] = {
             "model sha256": model_metadata["sha256"],
             "feature service": manifest.get("feature_service", ""),
             "test window": f"{window.get('start', '?')} .. {window.get('end', '?')}",
             "test rows": len(test),
-        },
-    )
-    evaluation = {"metrics": result.to_dict(), "test_window": window, "rows": len(test)}
-    write_json_atomic(Path(evaluation_path), evaluation)
+        }
+        if champion and champion.get("comparable"):
+            context[f"champion v{champion['version']} roc_auc"] = champion["metrics"]["roc_auc"]
+        write_html_report(
+            result,
+            labels,
+            scores,
+            Path(report_path),
+            title="Kaizen fraud model: evaluation on the latest window",
+            context=context,
+        )
+        evaluation = {
+            "metrics": result.to_dict(),
+            "champion": champion,
+            "test_window": window,
+            "rows": len(test),
+        }
+        write_json_atomic(Path(evaluation_path), evaluation)
+        tracker = _tracker(run_id)
+        if tracker is not None:
+            plots = write_plots(result, labels, scores, Path(scratch) / "plots")
+            tracker.log_evaluation(
+                evaluation_path, round_index=round_index, report=report_path, plots=plots
+            )
     return evaluation
 
 
@@ -330,25 +426,45 @@ def gate_step(
     min_accuracy: float = 0.80,
     min_roc_auc: float = 0.90,
     min_recall: float = 0.50,
+    regression_tolerance: float = 0.01,
     run_id: str = "",
     round_index: int = 0,
 ) -> dict[str, Any]:
-    """Decide pass or fail against the policy; write the decision with every reason.
+    """Decide pass or fail: absolute thresholds, and no regression against the champion.
+
+    When the evaluation holds the champion's metrics on the same test window, the candidate's
+    ROC-AUC must also be at least the champion's minus ``regression_tolerance``. The first
+    model (no champion yet) is judged on the thresholds alone.
 
     With a ``run_id`` the decision is also recorded in the object store under
     ``runs/<run_id>/gate-round-<k>.json``, where the notify step finds every round's outcome.
     """
-    from kaizen.evaluation.gate import GatePolicy, decide
+    from kaizen.evaluation.gate import Check, GatePolicy, NoRegressionCheck, decide
 
     evaluation = _read_json(evaluation_path)
     metrics = evaluation["metrics"]
     policy = GatePolicy(min_accuracy=min_accuracy, min_roc_auc=min_roc_auc, min_recall=min_recall)
-    decision = decide(metrics, policy)
+    champion = evaluation.get("champion")
+    extra: list[Check] = []
+    if champion and champion.get("comparable"):
+        extra.append(
+            NoRegressionCheck(
+                "roc_auc",
+                champion_value=float(champion["metrics"]["roc_auc"]),
+                tolerance=regression_tolerance,
+                champion=f"champion v{champion['version']}",
+            )
+        )
+    decision = decide(metrics, policy, extra_checks=extra)
     payload = decision.to_dict()
     payload["round"] = round_index
+    payload["champion"] = champion
     write_json_atomic(Path(decision_path), payload)
     if run_id:
         record_gate_outcome(run_id, round_index, payload, metrics)
+        tracker = _tracker(run_id)
+        if tracker is not None:
+            tracker.log_gate_decision(payload, round_index=round_index)
     return payload
 
 
@@ -421,61 +537,29 @@ def outcome_message(state: str, error_message: str, rounds: list[dict[str, Any]]
     )
 
 
-def publish_step(
+def register_step(
     model_dir: str | os.PathLike[str],
-    report_path: str | os.PathLike[str],
     decision_path: str | os.PathLike[str],
-    evaluation_path: str | os.PathLike[str],
-    manifest_path: str | os.PathLike[str],
     *,
-    model_name: str = "fraud-detector",
-    run_name: str = "",
+    run_id: str,
+    round_index: int = 0,
 ) -> dict[str, Any]:
-    """Store model, report and metadata under a versioned key; a re-run publishes nothing twice.
+    """Register a model that passed the gate as the new ``challenger`` version.
 
-    The version is derived from the model's content (config and weights, not its save date),
-    so publishing the same model again, or a bit-identical retrain from the same inputs, finds
-    the existing version and reports it instead of writing a duplicate.
+    The first version of the model also becomes ``champion``. Re-running the step for the
+    same pipeline run returns the version it registered before: nothing is duplicated.
     """
-    from kaizen.storage import KeyExistsError, open_store
-    from kaizen.training.digest import model_content_digest
+    from kaizen.registry import register_challenger
 
     decision = _read_json(decision_path)
     if not decision.get("passed"):
-        raise ValueError(f"refusing to publish: the gate decision in {decision_path} is 'fail'")
-    metadata = _read_json(Path(model_dir) / "metadata.json")
-    version = model_content_digest(Path(model_dir) / "model.keras")[:16]
-    prefix = f"models/{model_name}/{version}"
-    store = open_store()
-    files = {
-        "model.keras": Path(model_dir) / "model.keras",
-        "features.json": Path(model_dir) / "features.json",
-        "metadata.json": Path(model_dir) / "metadata.json",
-        "report.html": Path(report_path),
-        "decision.json": Path(decision_path),
-        "evaluation.json": Path(evaluation_path),
-        "features_manifest.json": Path(manifest_path),
-    }
-    already = store.exists(f"{prefix}/model.keras")
-    written = []
-    for name, path in files.items():
-        try:
-            store.put_file(f"{prefix}/{name}", path)
-            written.append(name)
-        except KeyExistsError:
-            continue
-    record = {
-        "model_name": model_name,
-        "version": version,
-        "sha256": metadata["sha256"],
-        "content_digest": version,
-        "prefix": prefix,
-        "model_uri": store.uri(f"{prefix}/model.keras"),
-        "report_uri": store.uri(f"{prefix}/report.html"),
-        "already_published": already,
-        "written": written,
-        "run_name": run_name,
-    }
+        raise ValueError(f"refusing to register: the gate decision in {decision_path} is 'fail'")
+    tracker = _tracker(run_id)
+    if tracker is None:
+        raise ValueError("registering needs the pipeline run id (run_id)")
+    info = register_challenger(model_dir, run_id=tracker.round_run_id(round_index))
+    record = info.to_dict()
+    record["round"] = round_index
     return record
 
 
@@ -496,6 +580,10 @@ def notify_step(
 
     rounds = gate_outcomes(run_id) if run_id else []
     message = outcome_message(state, error_message, rounds)
+    tracker = _tracker(run_id)
+    if tracker is not None:
+        succeeded = state.upper() in {"SUCCEEDED", "SUCCESS"}
+        tracker.finish("FINISHED" if succeeded else "FAILED")
     record = notify(
         Notification(
             pipeline=pipeline,
@@ -515,7 +603,7 @@ __all__ = [
     "gate_step",
     "ingest_step",
     "notify_step",
-    "publish_step",
+    "register_step",
     "train_step",
     "tune_step",
 ]

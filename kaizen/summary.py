@@ -28,7 +28,7 @@ class RunSummary:
     gate: dict[str, Any] = field(default_factory=dict)
     tuning: list[dict[str, Any]] = field(default_factory=list)
     rounds: int = 0
-    published: dict[str, Any] = field(default_factory=dict)
+    registered: dict[str, Any] = field(default_factory=dict)
     report: str | None = None
     notification: dict[str, Any] = field(default_factory=dict)
     log_path: str = ""
@@ -111,13 +111,20 @@ class RunSummary:
             out.append(("gate", verdict))
             for reason in self.gate.get("reasons", []):
                 out.append(("", str(reason)))
-        if self.published:
-            out.append(("model", str(self.published.get("model_uri", "?"))))
-            if self.published.get("already_published"):
-                out.append(("", "this exact model was already published; nothing rewritten"))
+        if self.registered:
+            aliases = ", ".join(self.registered.get("aliases", [])) or "no alias"
+            out.append(
+                (
+                    "registered",
+                    f"{self.registered.get('name', '?')} v{self.registered.get('version', '?')}"
+                    f" ({aliases})",
+                )
+            )
+            if self.registered.get("existing"):
+                out.append(("", "this run had registered this model already; nothing duplicated"))
         elif self.gate:
             out.append(
-                ("model", "not published (gate failed)" if not self.gate.get("passed") else "?")
+                ("registered", "nothing (gate failed)" if not self.gate.get("passed") else "?")
             )
         if self.report:
             out.append(("report", self.report))
@@ -191,9 +198,9 @@ def summarize_run(result: RunResult, reports_dir: Path | None = None) -> RunSumm
     }
     gate_task, _ = latest_round_task(result, "gate-model")
     summary.gate = result.json_artifact(gate_task, "decision") or {}
-    publish_task, published_rounds = latest_round_task(result, "publish-model")
-    if published_rounds:
-        summary.published = result.json_artifact(publish_task, "published") or {}
+    register_task, registered_rounds = latest_round_task(result, "register-model")
+    if registered_rounds:
+        summary.registered = result.json_artifact(register_task, "registered") or {}
     _, tune_rounds = latest_round_task(result, "tune-model")
     for index in range(tune_rounds):
         search = result.json_artifact(

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest, features, tune, train, evaluate, gate, publish; notify on exit.
+"""The training pipeline: ingest, features, tune, train, evaluate, gate, register; notify on exit.
 
 ``create_pipeline`` style: every input is a pipeline parameter with a default, so the same
 compiled YAML runs on the embedded backend (``kaizen run``) and on Kubeflow Pipelines.
@@ -17,7 +17,7 @@ from components.evaluate_model import evaluate_model
 from components.gate_model import gate_model
 from components.ingest_data import ingest_data
 from components.notify_run import notify_run
-from components.publish_model import publish_model
+from components.register_model import register_model
 from components.train_model import train_model
 from components.tune_model import tune_model
 
@@ -32,7 +32,7 @@ def _train_round(
     features_task: dsl.PipelineTask,
     params: dict[str, Any],
 ) -> dict[str, dsl.PipelineTask]:
-    """tune -> train -> evaluate -> gate, and publish under ``dsl.If`` when the gate passes."""
+    """tune -> train -> evaluate -> gate, and register under ``dsl.If`` when the gate passes."""
     tune_task = tune_model(
         train_data=features_task.outputs["train_data"],
         validation_data=features_task.outputs["validation_data"],
@@ -65,6 +65,8 @@ def _train_round(
         epochs=params["epochs"],
         patience=params["patience"],
         seed=params["seed"],
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        round_index=round_index,
     )
     train_task.set_cpu_limit("2").set_memory_limit("4G")
     evaluate_task = evaluate_model(
@@ -72,27 +74,28 @@ def _train_round(
         test_data=features_task.outputs["test_data"],
         feature_manifest=features_task.outputs["feature_manifest"],
         decision_threshold=params["decision_threshold"],
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        round_index=round_index,
     )
     gate_task = gate_model(
         evaluation=evaluate_task.outputs["evaluation"],
         min_accuracy=params["min_accuracy"],
         min_roc_auc=params["min_roc_auc"],
         min_recall=params["min_recall"],
+        regression_tolerance=params["regression_tolerance"],
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         round_index=round_index,
     )
     # The gate records its outcome for the notify step: a side effect, never cached.
     gate_task.set_caching_options(False)
     with dsl.If(gate_task.outputs["Output"] == "pass", name=f"gate-passed-round-{round_index}"):
-        publish_task = publish_model(
+        register_task = register_model(
             model=train_task.outputs["model"],
-            report=evaluate_task.outputs["report"],
             decision=gate_task.outputs["decision"],
-            evaluation=evaluate_task.outputs["evaluation"],
-            feature_manifest=features_task.outputs["feature_manifest"],
-            model_name=params["model_name"],
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            round_index=round_index,
         )
-        publish_task.set_caching_options(False)
+        register_task.set_caching_options(False)
     return {"tune": tune_task, "train": train_task, "gate": gate_task}
 
 
@@ -118,7 +121,7 @@ def _retune(
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Ingest card transactions, build Feast features, tune with Katib, train, "
-    "evaluate, gate, publish.",
+    "evaluate against the champion, gate, register.",
 )
 def training_pipeline(
     source_uri: str = "",
@@ -150,7 +153,7 @@ def training_pipeline(
     min_accuracy: float = 0.80,
     min_roc_auc: float = 0.90,
     min_recall: float = 0.50,
-    model_name: str = "fraud-detector",
+    regression_tolerance: float = 0.01,
     webhook_url: str = "",
 ) -> None:
     """Continuous-training pipeline for the fraud model.
@@ -185,7 +188,8 @@ def training_pipeline(
         min_accuracy: gate: lowest accepted accuracy.
         min_roc_auc: gate: lowest accepted ROC-AUC.
         min_recall: gate: lowest accepted recall.
-        model_name: name the model is published under.
+        regression_tolerance: gate: how far below the champion's ROC-AUC (same test window)
+            a challenger may be.
         webhook_url: http(s) URL notified when the run ends; empty for log only.
     """
     params = dict(locals())
@@ -203,6 +207,7 @@ def training_pipeline(
             days=days,
             fraud_rate=fraud_rate,
             drift=drift,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
         features_task = build_features(
             transactions=ingest_task.outputs["transactions"],
@@ -210,6 +215,7 @@ def training_pipeline(
             validation_days=validation_days,
             test_days=test_days,
             warmup_days=warmup_days,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
         # Feast apply + materialize write the online store: a cached result would skip that.
         features_task.set_caching_options(False)
