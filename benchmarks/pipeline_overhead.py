@@ -27,33 +27,33 @@ IN_PROCESS = r"""
 import json, sys, tempfile
 from pathlib import Path
 from kaizen.pipeline_steps import (
-    evaluate_step, features_step, gate_step, ingest_step, notify_step, publish_step, train_step,
+    evaluate_step, features_step, gate_step, ingest_step, notify_step, register_step, train_step,
     tune_step,
 )
 from kaizen.settings import load_settings
 
 p = json.loads(sys.argv[1])
+run = "bench-in-process"  # tracked in MLflow like the pipeline's steps
 home = load_settings().home
 work = Path(tempfile.mkdtemp(dir=home))
-ingest_step("", work / "transactions", seed=p["seed"], rows=p["rows"])
+ingest_step("", work / "transactions", seed=p["seed"], rows=p["rows"], run_id=run)
 features_step(
     work / "transactions", p["feature_repo"], home,
     train_path=work / "train", validation_path=work / "validation", test_path=work / "test",
-    manifest_path=work / "manifest",
+    manifest_path=work / "manifest", run_id=run,
 )
 tuned = tune_step(
     work / "train", work / "validation", work / "manifest", p["experiment"], work / "tuning",
-    max_trial_count=4, parallel_trial_count=2, name_suffix="bench",
+    max_trial_count=4, parallel_trial_count=2, name_suffix="bench", run_id=run,
 )["hyperparameters"]
 train_step(work / "train", work / "validation", work / "manifest", work / "model", seed=p["seed"],
-           **tuned)
+           run_id=run, **tuned)
 evaluate_step(work / "model", work / "test", work / "manifest",
-              evaluation_path=work / "evaluation", report_path=work / "report")
-decision = gate_step(work / "evaluation", work / "decision")
+              evaluation_path=work / "evaluation", report_path=work / "report", run_id=run)
+decision = gate_step(work / "evaluation", work / "decision", run_id=run)
 if decision["passed"]:
-    publish_step(work / "model", work / "report", work / "decision", work / "evaluation",
-                 work / "manifest")
-notify_step("kaizen-training", "bench", "SUCCEEDED")
+    register_step(work / "model", work / "decision", run_id=run)
+notify_step("kaizen-training", "bench", "SUCCEEDED", run_id=run)
 """
 
 

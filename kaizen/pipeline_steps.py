@@ -532,7 +532,7 @@ def outcome_message(state: str, error_message: str, rounds: list[dict[str, Any]]
     )
     failing = "; ".join(reason for reason in best["reasons"] if reason.endswith("fail"))
     return (
-        f"gate failed after {len(rounds)} round(s), model not published; best reached in round "
+        f"gate failed after {len(rounds)} round(s), model not registered; best reached in round "
         f"{best['round']}: {reached} ({failing})"
     )
 

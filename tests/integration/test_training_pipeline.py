@@ -45,7 +45,7 @@ EXPECTED_TASKS = {
     "train-model",
     "evaluate-model",
     "gate-model",
-    "publish-model",
+    "register-model",
     "notify-run",
 }
 
@@ -105,9 +105,7 @@ def test_kaizen_run_cli_runs_every_step_and_prints_the_summary(
     assert "roc_auc" in out and "fraud_model_v1" in out
     assert "tuning" in out and "best fraud-mlp-tpe-" in out
     assert "tune-model-2" not in out  # the gate passed: no re-tune round
-    published = list((kaizen_home / "objects" / "models" / "fraud-detector").glob("*/model.keras"))
-    assert len(published) == 1
-    assert published[0].as_uri() in out  # the summary says where the model is
+    assert "fraud-detector v1 (champion, challenger)" in out  # the first model is champion
     reports = list((kaizen_home / "reports").glob("run-*.html"))
     assert len(reports) == 1 and str(reports[0]) in out
 
@@ -125,11 +123,13 @@ def test_failing_gate_retunes_then_skips_publish_and_says_why(
     assert summary.tuning[1]["name"].startswith("fraud-mlp-tpe-wide-")
     assert summary.gate["passed"] is False
     assert any("roc_auc" in reason and "fail" in reason for reason in summary.gate["reasons"])
-    assert not any(task.startswith("publish-model") for task in result.tasks)
-    assert not (kaizen_home / "objects" / "models").exists()
+    assert not any(task.startswith("register-model") for task in result.tasks)
+    from kaizen.registry import champion
+
+    assert champion() is None  # nothing registered
     assert [note["state"] for note in webhook.received] == ["SUCCEEDED"]
     message = webhook.received[0]["message"]
-    assert message.startswith("gate failed after 2 round(s), model not published")
+    assert message.startswith("gate failed after 2 round(s), model not registered")
     assert "best reached in round" in message and "roc_auc" in message
     assert len(webhook.received[0]["details"]["gate_rounds"]) == 2
     # The report a person opens holds the metrics the last gate judged.
@@ -137,16 +137,57 @@ def test_failing_gate_retunes_then_skips_publish_and_says_why(
     assert f"{summary.metrics['roc_auc']:.4f}" in report
 
 
-def test_same_inputs_twice_publish_once(repo_root: Path, kaizen_home: Path) -> None:
+def test_two_runs_champion_then_challenger_with_lineage(repo_root: Path, kaizen_home: Path) -> None:
+    from kaizen.registry import challenger, champion, lineage, status
+
     first = _run(repo_root, min_roc_auc=0.5)
-    second = _run(repo_root, min_roc_auc=0.5)
-    assert first.succeeded and second.succeeded, (first.error, second.error)
-    one, two = summarize_run(first), summarize_run(second)
-    assert one.published["version"] == two.published["version"]  # seeded end to end
-    assert one.published["already_published"] is False
-    assert two.published["already_published"] is True and two.published["written"] == []
-    versions = list((kaizen_home / "objects" / "models" / "fraud-detector").iterdir())
-    assert len(versions) == 1
+    assert first.succeeded, first.error
+    one = summarize_run(first)
+    assert one.registered["version"] == 1
+    assert sorted(one.registered["aliases"]) == ["challenger", "champion"]
+    assert one.gate["champion"] is None  # first model: thresholds alone
+    assert not any(check["name"].startswith("no_regression") for check in one.gate["checks"])
+
+    second = _run(repo_root, min_roc_auc=0.5, regression_tolerance=0.05)
+    assert second.succeeded, second.error
+    two = summarize_run(second)
+    # The gate compared the candidate with champion v1 on the same fresh test window.
+    assert two.gate["champion"]["version"] == 1 and two.gate["champion"]["comparable"]
+    comparison = [c for c in two.gate["checks"] if c["name"] == "no_regression_roc_auc"]
+    assert comparison and comparison[0]["passed"]
+    assert "champion v1" in comparison[0]["reason"]
+    assert two.registered["version"] == 2 and two.registered["aliases"] == ["challenger"]
+    assert champion().version == 1  # type: ignore[union-attr]  # promotion is a decision
+    assert challenger().version == 2  # type: ignore[union-attr]
+
+    chain = lineage(2)
+    assert chain["pipeline_run_id"] == two.registered["pipeline_run_id"]
+    assert chain["features"]["service"] == "fraud_model_v1"
+    assert chain["tuning"]["katib_experiment"].startswith("fraud-mlp-tpe-")
+    assert chain["data"]["fingerprint"] and chain["data"]["windows"]["test"]
+    runs = status()["recent_runs"]
+    assert [run["registered_version"] for run in runs[:2]] == [2, 1]
+
+    # The same, as a person sees it on the command line.
+    from typer.testing import CliRunner
+
+    from kaizen.cli import app
+
+    cli = CliRunner()
+    shown = cli.invoke(app, ["status"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "champion           v1" in shown.output and "challenger         v2" in shown.output
+    traced = cli.invoke(app, ["lineage", "2"], env={"COLUMNS": "200"})
+    assert traced.exit_code == 0 and "fraud-detector v2 (challenger)" in traced.output
+    assert two.registered["pipeline_run_id"] in traced.output
+    promoted = cli.invoke(app, ["promote", "2"])
+    assert promoted.exit_code == 0 and "champion is now v2 (was v1)" in promoted.output
+    assert champion().version == 2  # type: ignore[union-attr]
+    restored = cli.invoke(app, ["rollback"])
+    assert restored.exit_code == 0 and "champion restored to v1" in restored.output
+    assert champion().version == 1  # type: ignore[union-attr]
+    missing = cli.invoke(app, ["promote", "9"])
+    assert missing.exit_code == 1 and "9" in missing.output
 
 
 def test_bad_data_stops_before_the_feature_store_and_reports_why(
