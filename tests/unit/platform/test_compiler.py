@@ -48,7 +48,7 @@ def test_bad_digest_is_refused_and_nothing_is_written(tmp_path: Path, digest: st
     assert not target.exists()
 
 
-def test_gate_guards_publish_and_retune_and_notify_always_runs() -> None:
+def test_gate_guards_register_and_retune_and_notify_always_runs() -> None:
     spec = _documents(TRAINING_PIPELINE_YAML)[0]
     root_tasks = spec["root"]["dag"]["tasks"]
     assert root_tasks["notify-run"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
@@ -62,8 +62,8 @@ def test_gate_guards_publish_and_retune_and_notify_always_runs() -> None:
     gate = "inputs.parameter_values['pipelinechannel--gate-model-Output']"
     assert sorted(conditions.values()) == [f"{gate} == 'fail'", f"{gate} == 'pass'"]
     passed = next(name for name, cond in conditions.items() if cond.endswith("'pass'"))
-    publish = components[f"comp-{passed}"]["dag"]["tasks"]["publish-model"]
-    assert publish["cachingOptions"].get("enableCache") is not True  # side effect: never cached
+    register = components[f"comp-{passed}"]["dag"]["tasks"]["register-model"]
+    assert register["cachingOptions"].get("enableCache") is not True  # side effect: never cached
     # Each re-tune round is guarded by the retune_rounds parameter, up to the unrolled maximum.
     text = TRAINING_PIPELINE_YAML.read_text()
     assert text.count("int(inputs.parameter_values['pipelinechannel--retune_rounds'])") == 2
