@@ -22,6 +22,7 @@ COPY pipelines ./pipelines
 RUN pip install --no-compile . \
  && mkdir -p "$KAIZEN_HOME" && chown kaizen:kaizen "$KAIZEN_HOME"
 COPY --chown=kaizen:kaizen feature_repo ./feature_repo
+COPY --chown=kaizen:kaizen katib ./katib
 
 USER 10001:10001
 ENTRYPOINT []

@@ -98,7 +98,13 @@ def run(
     from kaizen.summary import summarize_run
 
     settings = _settings()
-    arguments: dict[str, Any] = {"feature_repo": str(settings.feature_repo.absolute())}
+    # Paths the task processes read are made absolute here, so they do not depend on the
+    # directory a task runs in.
+    arguments: dict[str, Any] = {
+        "feature_repo": str(settings.feature_repo.absolute()),
+        "experiment_spec": str(Path("katib/fraud-mlp-tpe.yaml").absolute()),
+        "retune_experiment_spec": str(Path("katib/fraud-mlp-tpe-wide.yaml").absolute()),
+    }
     if source:
         arguments["source_uri"] = source
     for name, value in (("rows", rows), ("seed", seed), ("epochs", epochs), ("drift", drift)):
