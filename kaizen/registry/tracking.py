@@ -35,7 +35,6 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -154,22 +153,12 @@ def code_version(repo_dir: str | os.PathLike[str] | None = None) -> str:
     for variable in ("KAIZEN_GIT_COMMIT", "GITHUB_SHA"):
         if os.environ.get(variable):
             return os.environ[variable]
-    cwd = os.fspath(repo_dir) if repo_dir is not None else None
+    from kaizen.pipeline_store import git_commit
 
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    if not commit:
+    commit = git_commit(repo_dir if repo_dir is not None else Path.cwd())
+    if commit is None:
         return "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return f"{commit}+dirty" if dirty else commit
+    return f"{commit.sha}+dirty" if commit.dirty else commit.sha
 
 
 def _finite_scalars(values: Mapping[str, Any]) -> dict[str, float]:
