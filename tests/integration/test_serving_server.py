@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from kaizen.data.columns import LABEL, RAW_COLUMNS
+from kaizen.data.columns import RAW_COLUMNS
 from kaizen.features import online_features, write_feature_sources
+from tests.support.serving import ServerProcess, export_tiny_model, http_call, register
 
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]
 MODEL = "fraud-detector"
@@ -51,93 +43,18 @@ HISTORY = pd.DataFrame(
 )[list(RAW_COLUMNS)]
 
 
-def _frame(rows: int, seed: int, features: list[str]) -> pd.DataFrame:
-    """Rows whose first two features rise with the label, so a tiny model learns them."""
-    rng = np.random.default_rng(seed)
-    labels = (rng.random(rows) < 0.25).astype(np.int64)
-    values = rng.normal(size=(rows, len(features)))
-    values[:, 0] += 2.5 * labels
-    values[:, 1] += 1.5 * labels
-    frame = pd.DataFrame(values, columns=features)
-    frame[LABEL] = labels
-    return frame
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _call(port: int, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=data,
-        headers={"Content-Type": "application/json"},
-        method="POST" if data is not None else "GET",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return http_call(port, path, body, raw=raw)
 
 
 def _serve(
     home: Path, export: Path, features: list[str], extra: list[str]
 ) -> Iterator[tuple[int, int]]:
     """Train on ``features``, register as champion in ``home``, serve; yields (port, version)."""
-    from kaizen.registry import PipelineRunTracker, register_challenger
-    from kaizen.training.model import HyperParameters
-    from kaizen.training.train import train
-
-    train(
-        _frame(400, 7, features),
-        _frame(200, 107, features),
-        features,
-        HyperParameters(
-            learning_rate=0.02, epochs=10, patience=10, batch_size=64, units=8, num_layers=1, seed=7
-        ),
-        export,
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KAIZEN_HOME", str(home))
-        tracker = PipelineRunTracker("serving-run")
-        data = home / "training.parquet"
-        _frame(10, 1, features).to_parquet(data)
-        tracker.log_data(
-            manifest={"feature_service": "fraud_model_v1", "feature_views": []},
-            training_data=data,
-            git_commit="abc123",
-        )
-        info = register_challenger(export, run_id=tracker.round_run_id(0))
-    port = _free_port()
-    log_path = home / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kaizen.serving.predictor", "--http-port", str(port), *extra],
-            env={**os.environ, "KAIZEN_HOME": str(home)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"server exited: {log_path.read_text()[-3000:]}")
-                try:
-                    if _call(port, "/v2/health/ready")[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server not ready: {log_path.read_text()[-3000:]}")
-                time.sleep(0.3)
-            yield port, info.version
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    export_tiny_model(export, features)
+    info = register(home, export, "serving-run", features)
+    with ServerProcess(home, extra) as server:
+        yield server.port, info.version
 
 
 @pytest.fixture(scope="module")

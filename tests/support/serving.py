@@ -1,0 +1,235 @@
+"""Real models, a real registry and real server processes on 127.0.0.1 for serving tests.
+
+Nothing here is a fake: ``export_tiny_model`` trains a small Keras model with the production
+``train`` function, ``register`` registers it through the production registry, and
+``ServerProcess`` starts ``python -m <module>`` and waits for KServe's readiness endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kaizen.data.columns import LABEL
+
+MODEL = "fraud-detector"
+SERVER_MODULE = "kaizen.serving.predictor"
+
+
+def tiny_frame(rows: int, seed: int, features: Sequence[str]) -> pd.DataFrame:
+    """Rows whose first two features rise with the label, so a tiny model learns them."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(rows) < 0.25).astype(np.int64)
+    values = rng.normal(size=(rows, len(features)))
+    values[:, 0] += 2.5 * labels
+    values[:, 1] += 1.5 * labels
+    frame = pd.DataFrame(values, columns=list(features))
+    frame[LABEL] = labels
+    return frame
+
+
+def export_tiny_model(
+    export: Path, features: Sequence[str], *, seed: int = 7, nan_weights: bool = False
+) -> Path:
+    """Train a small model on ``features`` into ``export`` (the production export layout).
+
+    Args:
+        export: Folder to write (must not hold another export).
+        features: Feature names, in model order.
+        seed: Training seed; different seeds give different weights (and digests).
+        nan_weights: Replace every weight with NaN after training, as a diverged training run
+            would: the model loads and verifies fine but every prediction is NaN.
+
+    Returns:
+        ``export``.
+    """
+    from kaizen.training.model import HyperParameters
+    from kaizen.training.train import train
+
+    train(
+        tiny_frame(400, seed, features),
+        tiny_frame(200, seed + 100, features),
+        list(features),
+        HyperParameters(
+            learning_rate=0.02,
+            epochs=10,
+            patience=10,
+            batch_size=64,
+            units=8,
+            num_layers=1,
+            seed=seed,
+        ),
+        export,
+    )
+    if nan_weights:
+        _poison(export)
+    return export
+
+
+def _poison(export: Path) -> None:
+    import hashlib
+
+    import keras
+
+    from kaizen.training.train import MODEL_FILE, SHA256_FILE
+
+    model = keras.saving.load_model(export / MODEL_FILE, safe_mode=True)
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    model.save(export / MODEL_FILE)
+    digest = hashlib.sha256((export / MODEL_FILE).read_bytes()).hexdigest()
+    (export / SHA256_FILE).write_text(f"{digest}  {MODEL_FILE}\n")
+    metadata_path = export / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["sha256"] = digest
+    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def register(home: Path, export: Path, run_name: str, features: Sequence[str]) -> Any:
+    """Register ``export`` in the registry under ``home``; returns its ``ModelVersionInfo``.
+
+    The first registered version becomes champion; later ones are challengers.
+    """
+    from kaizen.registry import PipelineRunTracker, register_challenger
+
+    previous = os.environ.get("KAIZEN_HOME")
+    os.environ["KAIZEN_HOME"] = str(home)
+    try:
+        tracker = PipelineRunTracker(run_name)
+        data = home / f"{run_name}-training.parquet"
+        home.mkdir(parents=True, exist_ok=True)
+        tiny_frame(10, 1, features).to_parquet(data)
+        tracker.log_data(
+            manifest={"feature_service": "fraud_model_v1", "feature_views": []},
+            training_data=data,
+            git_commit="abc123",
+        )
+        return register_challenger(export, run_id=tracker.round_run_id(0))
+    finally:
+        if previous is None:
+            os.environ.pop("KAIZEN_HOME", None)
+        else:
+            os.environ["KAIZEN_HOME"] = previous
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http_call(
+    port: int,
+    path: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    method: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, Any]:
+    """One HTTP request to 127.0.0.1:port; returns (status, parsed JSON or text)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method=method or ("POST" if data is not None else "GET"),
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, _decode(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _decode(error.read())
+
+
+def _decode(payload: bytes) -> Any:
+    try:
+        return json.loads(payload or b"null")
+    except ValueError:
+        return payload.decode("utf-8", "replace")
+
+
+class ServerProcess:
+    """``python -m module --http-port PORT *args`` with KAIZEN_HOME=home, ready on enter.
+
+    Attributes:
+        port: The HTTP port.
+        process: The ``subprocess.Popen``.
+        log_path: Its combined stdout/stderr.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        args: Sequence[str] = (),
+        *,
+        module: str = SERVER_MODULE,
+        port: int | None = None,
+        ready_timeout: float = 90.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.args = list(args)
+        self.module = module
+        self.ready_timeout = ready_timeout
+        self.env = env or {}
+        self.log_path = home / f"server-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module, "--http-port", str(self.port), *self.args],
+                env={**os.environ, "KAIZEN_HOME": str(self.home), **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.wait_ready()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited ({self.process.returncode}): {self.log()}")
+            try:
+                if http_call(self.port, "/v2/health/ready", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not ready: {self.log()}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
