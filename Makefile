@@ -35,6 +35,7 @@ format: setup
 bench: setup ## performance figures, each beside its baseline
 	$(BIN)/python benchmarks/pipeline_overhead.py
 	$(BIN)/python benchmarks/tuning.py
+	$(BIN)/python benchmarks/serving.py
 
 compile: setup ## regenerate the committed pipeline YAML
 	$(BIN)/kaizen compile

@@ -9,6 +9,11 @@ alike: an entity never seen before, or one whose latest row is older than its vi
 (the longest window, so every window has emptied since). On-demand values are computed
 from those and the request, so they are never filled; a gap there is an error.
 
+Online lookups come in two forms with the same values: :func:`online_features` resolves the
+feature service on each call and answers a DataFrame; :class:`OnlineFeatureReader` (over
+:func:`shared_feature_store` in a server) resolves it once and answers numpy, so a
+single-row lookup costs about what Feast's own ``get_online_features`` does.
+
 ``feature_store.yaml`` places the registry and the online store under ``${KAIZEN_HOME}``
 and ``data_sources.py`` places the sources there, both read when Feast loads the repo; the
 functions here take ``kaizen_home`` explicitly and set the variable only while loading.
@@ -22,11 +27,13 @@ import contextlib
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from kaizen.data.columns import (
@@ -57,6 +64,11 @@ LABEL_EVENT_COLUMNS: tuple[str, ...] = (
 )
 ONLINE_REQUEST_FIELDS: tuple[str, ...] = (CUSTOMER_ID, MERCHANT_ID, AMOUNT, EVENT_TIMESTAMP)
 _UNSET_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+# One online store per (repo, home) in a serving process; see shared_feature_store.
+_SHARED_STORES: dict[tuple[Path, Path], FeatureStore] = {}
+_SHARED_STORES_LOCK = threading.Lock()
+# Serializes online lookups in this process; see OnlineFeatureReader._lookup.
+_LOOKUP_LOCK = threading.Lock()
 
 
 class FeatureRepoError(RuntimeError):
@@ -191,12 +203,7 @@ def feature_names(store: FeatureStore, service: str = DEFAULT_FEATURE_SERVICE) -
     Raises:
         FeatureRepoError: if the service does not exist (listing the ones that do).
     """
-    feature_service = _feature_service(store, service)
-    return [
-        f"{projection.name_to_use()}__{feature.name}"
-        for projection in feature_service.feature_view_projections
-        for feature in projection.features
-    ]
+    return _service_feature_names(_feature_service(store, service))
 
 
 def feature_view_names(store: FeatureStore, service: str = DEFAULT_FEATURE_SERVICE) -> list[str]:
@@ -220,10 +227,20 @@ def feature_view_names(store: FeatureStore, service: str = DEFAULT_FEATURE_SERVI
 def _stored_feature_names(store: FeatureStore, service: str) -> list[str]:
     """Names of the service's features that come from materialized (not on-demand) views."""
     stored_views = {view.name for view in store.list_feature_views()}
+    return _service_feature_names(_feature_service(store, service), stored_views)
+
+
+def _service_feature_names(service: Any, views: set[str] | None = None) -> list[str]:
+    """Full names ``view__feature`` of a ``FeatureService``, in service order.
+
+    Args:
+        service: The resolved ``feast.FeatureService``.
+        views: Only the features of these views; every view when None.
+    """
     return [
         f"{projection.name_to_use()}__{feature.name}"
-        for projection in _feature_service(store, service).feature_view_projections
-        if projection.name in stored_views
+        for projection in service.feature_view_projections
+        if views is None or projection.name in views
         for feature in projection.features
     ]
 
@@ -307,6 +324,9 @@ def online_features(
 ) -> pd.DataFrame:
     """Features for live transactions from the online store, exactly as training saw them.
 
+    Resolves the feature service on every call; a caller that looks up features repeatedly
+    (a server) should hold an :class:`OnlineFeatureReader` instead.
+
     Args:
         store: An applied, materialized feature store.
         rows: One mapping per transaction with ``customer_id``, ``merchant_id``, ``amount``
@@ -321,6 +341,155 @@ def online_features(
         ValueError: naming the row and field that is missing or malformed.
         FeatureRepoError: if the feature service does not exist.
     """
+    return OnlineFeatureReader(store, feature_service).frame(rows)
+
+
+class OnlineFeatureReader:
+    """Online lookups through one feature service, with everything fixed resolved once.
+
+    Creating a reader looks up the feature service, its full feature names and which of them
+    come from stored views (filled with 0 when missing); each lookup is then one
+    ``get_online_features`` call with that ``FeatureService`` object, read with
+    ``to_dict()`` and filled with numpy. Values and errors are those of
+    :func:`online_features`, which is built on this class.
+
+    Names and fill rules are the service's when the reader was created. Feast itself finds
+    the service by name in its (cached) registry on each lookup, so if the repo is re-applied
+    without one of these features, lookups fail with a FeatureRepoError naming it instead
+    of answering a different feature set.
+
+    Readers may be called from several threads; their Feast calls run one at a time, which
+    costs less CPU than letting them compete for the GIL.
+
+    Args:
+        store: An applied, materialized feature store.
+        feature_service: The feature service to retrieve.
+
+    Raises:
+        FeatureRepoError: if the feature service does not exist.
+    """
+
+    def __init__(self, store: FeatureStore, feature_service: str = DEFAULT_FEATURE_SERVICE):
+        service = _feature_service(store, feature_service)
+        stored_views = {view.name for view in store.list_feature_views()}
+        self.store = store
+        self.feature_service = feature_service
+        self.names: tuple[str, ...] = tuple(_service_feature_names(service))
+        self.stored_names: tuple[str, ...] = tuple(_service_feature_names(service, stored_views))
+        self._service = service
+        self._positions = {name: position for position, name in enumerate(self.names)}
+        stored = set(self.stored_names)
+        self._stored_mask = np.array([name in stored for name in self.names], dtype=bool)
+
+    def matrix(
+        self, rows: Sequence[Mapping[str, Any]], features: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """The features of ``rows`` as a float64 matrix.
+
+        Args:
+            rows: As for :func:`online_features`.
+            features: Columns to return, in this order; the service's names when None.
+
+        Returns:
+            Shape ``[len(rows), len(features)]``, filled as in training.
+
+        Raises:
+            ValueError: naming the row and field that is missing or malformed, or the
+                on-demand feature that is undefined for a row.
+            FeatureRepoError: if Feast's answer lacks a feature of the service, or
+                ``features`` names one the service does not provide.
+        """
+        values = self._lookup(_online_requests(rows))
+        if features is None:
+            return values
+        try:
+            columns = [self._positions[name] for name in features]
+        except KeyError as error:
+            raise FeatureRepoError(
+                f"feature service {self.feature_service!r} does not provide {error.args[0]!r}"
+            ) from None
+        return values[:, columns]
+
+    def frame(self, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """The features of ``rows`` as :func:`online_features` returns them.
+
+        Args:
+            rows: As for :func:`online_features`.
+
+        Returns:
+            ``customer_id``, ``merchant_id`` and the service's names as float64 columns.
+
+        Raises:
+            ValueError: as :meth:`matrix`.
+            FeatureRepoError: as :meth:`matrix`.
+        """
+        requests = _online_requests(rows)
+        values = self._lookup(requests)
+        keys = pd.DataFrame(
+            {column: [r[column] for r in requests] for column in (CUSTOMER_ID, MERCHANT_ID)}
+        )
+        return pd.concat([keys, pd.DataFrame(values, columns=list(self.names))], axis=1)
+
+    def _lookup(self, requests: list[dict[str, Any]]) -> np.ndarray:
+        # Feast's lookup is CPU-bound Python that holds the GIL; lookups in several threads
+        # at once only slow each other down (measured: 3.4 ms of CPU per single-row lookup
+        # alone, 6.8 ms with six threads at once), so the process runs one at a time.
+        with _LOOKUP_LOCK:
+            answer = self.store.get_online_features(
+                features=self._service, entity_rows=requests, full_feature_names=True
+            ).to_dict()
+        absent = [name for name in self.names if name not in answer]
+        if absent:
+            raise FeatureRepoError(f"Feast returned no column(s) {absent}")
+        values = _float_columns([answer[name] for name in self.names], len(requests))
+        # Same rule as _fill_features: stored (windowed) features may be missing ("no
+        # activity"); the on-demand ones are computed from them, so a gap there is a defect.
+        stored = values[:, self._stored_mask]
+        stored[np.isnan(stored)] = 0.0
+        values[:, self._stored_mask] = stored
+        undefined = np.isnan(values)
+        if undefined.any():
+            column = int(undefined.any(axis=0).argmax())
+            first = int(undefined[:, column].argmax())
+            raise ValueError(
+                f"feature {self.names[column]!r} is undefined for "
+                f"{int(undefined[:, column].sum())} row(s), first {f'row {first}'!r}"
+            )
+        return values
+
+
+def shared_feature_store(
+    repo_path: str | os.PathLike[str], kaizen_home: str | os.PathLike[str]
+) -> FeatureStore:
+    """The process's one feature store for ``repo_path`` and ``kaizen_home``, for serving.
+
+    Opened by :func:`load_feature_store` on first use, then shared by every caller with the
+    same repo and home. Feast keeps the resolved request context of each feature service in
+    a process-wide cache that it clears whenever a lookup comes from a different registry
+    object than the last one, so the readers of two stores used in turn (a champion's and a
+    challenger's) would pay a full resolution (about 6 ms) on every switch.
+
+    Args:
+        repo_path: The Feast repo (``feature_repo/``).
+        kaizen_home: Home of the registry, online store and sources.
+
+    Returns:
+        The shared ``feast.FeatureStore``.
+
+    Raises:
+        FeatureRepoError: naming the path and the problem.
+    """
+    key = (_absolute(repo_path).resolve(), _absolute(kaizen_home).resolve())
+    with _SHARED_STORES_LOCK:
+        store = _SHARED_STORES.get(key)
+        if store is None:
+            store = load_feature_store(repo_path, kaizen_home)
+            _SHARED_STORES[key] = store
+    return store
+
+
+def _online_requests(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Feast entity rows (keys and request fields) for ``rows``, validated."""
     if not rows:
         raise ValueError("online_features: no rows given")
     requests = []
@@ -351,27 +520,22 @@ def online_features(
                 TRANSACTION_TIME: timestamp.tz_convert("UTC").to_pydatetime(),
             }
         )
-    service = _feature_service(store, feature_service)
-    names = feature_names(store, feature_service)
-    response = store.get_online_features(
-        features=service, entity_rows=requests, full_feature_names=True
-    ).to_df()
-    keys = pd.DataFrame(
-        {column: [r[column] for r in requests] for column in (CUSTOMER_ID, MERCHANT_ID)}
-    )
-    row_ids = pd.Series([f"row {index}" for index in range(len(requests))])
-    return pd.concat(
-        [
-            keys,
-            _fill_features(
-                response.reset_index(drop=True),
-                names,
-                _stored_feature_names(store, feature_service),
-                row_ids,
-            ),
-        ],
-        axis=1,
-    )
+    return requests
+
+
+def _float_columns(columns: list[list[Any]], count: int) -> np.ndarray:
+    """``[count, len(columns)]`` float64 from Feast's value lists; None and non-numbers NaN.
+
+    The same values ``pd.to_numeric(errors="coerce")`` gives, as ``_fill_features`` reads
+    them; numpy converts the usual all-numeric answer in one step.
+    """
+    try:
+        values = np.array(columns, dtype=np.float64).T
+    except (TypeError, ValueError):
+        values = np.column_stack(
+            [pd.to_numeric(pd.Series(column, dtype=object), errors="coerce") for column in columns]
+        ).astype(np.float64)
+    return values.reshape(count, len(columns)).copy()
 
 
 def _join_keys(store: FeatureStore, service: str) -> list[str]:

@@ -38,6 +38,7 @@ from kaizen.registry.models import (
     previous_champion,
     promote,
     register_challenger,
+    reject_challenger,
     rollback,
 )
 from kaizen.registry.tracking import (
@@ -78,6 +79,7 @@ __all__ = [
     "promote",
     "recent_runs",
     "register_challenger",
+    "reject_challenger",
     "rollback",
     "status",
     "ui_command",

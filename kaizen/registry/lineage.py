@@ -26,6 +26,11 @@ from kaizen.registry.models import (
     PREVIOUS_CHAMPION,
     TAG_DATA_FINGERPRINT,
     TAG_FEATURE_SERVICE,
+    TAG_PROMOTED_AT,
+    TAG_PROMOTED_BY,
+    TAG_REJECTED_AT,
+    TAG_REJECTED_BY,
+    TAG_REJECTED_REASON,
     ModelRegistry,
     ModelVersionInfo,
 )
@@ -153,6 +158,21 @@ def _version_summary(info: ModelVersionInfo | None) -> dict[str, Any] | None:
         "registered_at": info.created_at,
         "sha256": info.sha256,
         "metrics": info.metrics,
+        "promoted_at": info.tags.get(TAG_PROMOTED_AT),
+        "promoted_by": info.tags.get(TAG_PROMOTED_BY),
+    }
+
+
+def _last_rejected(registry: ModelRegistry) -> dict[str, Any] | None:
+    rejected = [v for v in registry.versions() if TAG_REJECTED_AT in v.tags]
+    if not rejected:
+        return None
+    latest = max(rejected, key=lambda v: v.tags[TAG_REJECTED_AT])
+    return {
+        "version": latest.version,
+        "rejected_at": latest.tags[TAG_REJECTED_AT],
+        "rejected_by": latest.tags.get(TAG_REJECTED_BY),
+        "reason": latest.tags.get(TAG_REJECTED_REASON, ""),
     }
 
 
@@ -220,7 +240,9 @@ def status(limit: int = 10, *, settings: Settings | None = None) -> dict[str, An
     Returns:
         ``model_name``, ``tracking_uri``, ``champion``, ``challenger``,
         ``previous_champion`` (each None or ``{version, aliases, pipeline_run_id,
-        registered_at, sha256, metrics}``) and ``recent_runs`` (see :func:`recent_runs`).
+        registered_at, sha256, metrics, promoted_at, promoted_by}``), ``last_rejected``
+        (None or ``{version, rejected_at, rejected_by, reason}``: the latest challenger the
+        canary or an operator withdrew) and ``recent_runs`` (see :func:`recent_runs`).
     """
     registry = ModelRegistry(settings)
     by_alias = {alias: registry.by_alias(alias) for alias in (CHAMPION, CHALLENGER)}
@@ -230,5 +252,6 @@ def status(limit: int = 10, *, settings: Settings | None = None) -> dict[str, An
         "champion": _version_summary(by_alias[CHAMPION]),
         "challenger": _version_summary(by_alias[CHALLENGER]),
         "previous_champion": _version_summary(registry.by_alias(PREVIOUS_CHAMPION)),
+        "last_rejected": _last_rejected(registry),
         "recent_runs": recent_runs(limit, settings=settings),
     }

@@ -83,6 +83,9 @@ TAG_DEMOTED_AT = "kaizen.demoted_at"
 TAG_DEMOTED_BY = "kaizen.demoted_by"
 TAG_ROLLED_BACK_AT = "kaizen.rolled_back_at"
 TAG_ROLLED_BACK_BY = "kaizen.rolled_back_by"
+TAG_REJECTED_REASON = "kaizen.rejected_reason"
+TAG_REJECTED_AT = "kaizen.rejected_at"
+TAG_REJECTED_BY = "kaizen.rejected_by"
 METRIC_TAG_PREFIX = "metric."
 
 # The export files a version is made of, in the order they are logged.
@@ -254,6 +257,17 @@ class ModelRegistry:
         for alias, version in dict(model.aliases or {}).items():
             by_version.setdefault(int(version), []).append(str(alias))
         return by_version
+
+    def alias_versions(self) -> dict[str, int]:
+        """Every alias and the version it names, in one registry read.
+
+        The cheap question a server polling for alias moves asks (one query, where
+        :meth:`by_alias` reads the version and its tags too).
+
+        Returns:
+            ``{"champion": 3, "challenger": 4, ...}``; empty before the first registration.
+        """
+        return {alias: version for version, names in self._aliases().items() for alias in names}
 
     def _info(self, version: Any, aliases: dict[int, list[str]] | None = None) -> ModelVersionInfo:
         aliases = self._aliases() if aliases is None else aliases
@@ -596,6 +610,64 @@ class ModelRegistry:
                 self._client.delete_registered_model_alias(self.name, PREVIOUS_CHAMPION)
             return PromotionResult(self.name, previous, current, True, who, at)
 
+    def reject_challenger(
+        self, version: int | str, reason: str, *, actor: str | None = None
+    ) -> ModelVersionInfo:
+        """Withdraw a challenger that failed its canary: the alias goes, the reason stays.
+
+        Only the version that is still ``challenger`` is rejected (a canary decision about
+        a challenger that was replaced meanwhile must not remove the new one). The
+        ``challenger`` alias is removed and the version is tagged with the reason, when and
+        by whom; the version itself stays registered, so its lineage remains readable.
+
+        Args:
+            version: The version number the caller judged.
+            reason: Why it was rejected (recorded in ``kaizen.rejected_reason``).
+            actor: Who rejects (``canary`` for the router); defaults to the OS user.
+
+        Returns:
+            The rejected version, without the ``challenger`` alias and with its tags.
+
+        Raises:
+            ValueError: ``reason`` is empty.
+            ModelVersionNotFoundError: no such version.
+            RegistryError: the version is the champion, or is not the challenger.
+        """
+        if not reason or not reason.strip():
+            raise ValueError("a rejection needs a reason (recorded on the version); got none")
+        who = actor or _default_actor()
+        with store_lock(self._config):
+            target = self.get(version)
+            number = target.version
+            current_champion = self._alias_version(CHAMPION)
+            current_challenger = self._alias_version(CHALLENGER)
+            if number == current_champion:
+                raise RegistryError(
+                    f"cannot reject {target.label}: it is the champion; promote another "
+                    f"version or roll back instead"
+                )
+            if number != current_challenger:
+                now = (
+                    f"the challenger is version {current_challenger}"
+                    if current_challenger is not None
+                    else "there is no challenger"
+                )
+                raise RegistryError(
+                    f"cannot reject {target.label}: it is not the challenger ({now})"
+                )
+            # MLflow refuses tag values over 5000 characters; a reason is a sentence or two.
+            tags = {
+                TAG_REJECTED_REASON: reason.strip()[:4000],
+                TAG_REJECTED_AT: _now(),
+                TAG_REJECTED_BY: who,
+            }
+            # Tags first: a crash in between leaves a challenger that a retry rejects, never
+            # a withdrawn one without its reason.
+            for key, value in tags.items():
+                self._client.set_model_version_tag(self.name, str(number), key, value)
+            self._client.delete_registered_model_alias(self.name, CHALLENGER)
+            return self.get(number)
+
     # ----- loading -----------------------------------------------------------------------
 
     def download(
@@ -775,6 +847,18 @@ def promote(
 def rollback(*, actor: str | None = None, settings: Settings | None = None) -> PromotionResult:
     """Restore the previous champion (see :meth:`ModelRegistry.rollback`)."""
     return ModelRegistry(settings).rollback(actor=actor)
+
+
+def reject_challenger(
+    version: int | str,
+    reason: str,
+    *,
+    actor: str | None = None,
+    settings: Settings | None = None,
+) -> ModelVersionInfo:
+    """Withdraw the challenger after a failed canary (see
+    :meth:`ModelRegistry.reject_challenger`)."""
+    return ModelRegistry(settings).reject_challenger(version, reason, actor=actor)
 
 
 def champion(settings: Settings | None = None) -> ModelVersionInfo | None:

@@ -104,6 +104,15 @@ def _vector(instance: Mapping[str, Any], index: int, features: Sequence[str]) ->
     return [_finite_number(instance[name], f"instances[{index}].{name}") for name in features]
 
 
+def _amount(value: Any, where: str) -> float:
+    # Ingestion accepts only positive amounts too: the model never saw another, and the
+    # on-demand feature log1p(amount) is undefined below -1.
+    amount = _finite_number(value, where)
+    if amount <= 0:
+        raise RequestValidationError(f"{where}: expected a positive amount, got {value!r}")
+    return amount
+
+
 def _entity(instance: Mapping[str, Any], index: int, now: datetime) -> dict[str, Any]:
     unknown = sorted(set(instance) - ENTITY_FIELDS)
     if unknown:
@@ -120,7 +129,7 @@ def _entity(instance: Mapping[str, Any], index: int, now: datetime) -> dict[str,
     return {
         CUSTOMER_ID: _entity_id(instance[CUSTOMER_ID], f"instances[{index}].{CUSTOMER_ID}"),
         MERCHANT_ID: _entity_id(instance[MERCHANT_ID], f"instances[{index}].{MERCHANT_ID}"),
-        AMOUNT: _finite_number(instance[AMOUNT], f"instances[{index}].{AMOUNT}"),
+        AMOUNT: _amount(instance[AMOUNT], f"instances[{index}].{AMOUNT}"),
         EVENT_TIMESTAMP: _timestamp(
             instance.get(EVENT_TIMESTAMP), f"instances[{index}].{EVENT_TIMESTAMP}", now
         ),

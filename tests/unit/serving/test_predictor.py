@@ -1,8 +1,10 @@
-"""FraudPredictor in process: verified loading, readiness, V2 tensor checks, V1 scoring."""
+"""FraudPredictor in process: verified loading, readiness, V2 tensor checks, V1 scoring,
+request timeouts, broken models and broken Feast repos."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -10,11 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferRequest
+from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 from kaizen.data.columns import LABEL
+from kaizen.features.store import FeatureRepoError
 from kaizen.registry import ModelIntegrityError, PipelineRunTracker, register_challenger
-from kaizen.serving.predictor import FraudPredictor
+from kaizen.serving import predictor as predictor_module
+from kaizen.serving import server
+from kaizen.serving.errors import PredictionFailedError, RequestTimeoutError
+from kaizen.serving.predictor import FraudPredictor, V2Batch
+from tests.support.serving import export_tiny_model
 
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]
 
@@ -124,3 +131,154 @@ def test_bad_settings_are_refused_at_construction() -> None:
         FraudPredictor(threshold=1.5)
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
         FraudPredictor(max_batch=0)
+
+
+def test_a_v2_request_is_decoded_once_and_answered_with_its_id(registered: Path) -> None:
+    predictor = FraudPredictor()
+    predictor.load()
+    rows = np.array([[0, 0, 0], [3, 2, 0]], dtype=np.float32)
+    tensor = InferInput("features", [2, 3], "FP32")
+    tensor.set_data_from_numpy(rows, binary_data=False)
+
+    batch = asyncio.run(predictor.preprocess(_v2(tensor)))
+    response = asyncio.run(predictor.predict(batch))
+    v1 = asyncio.run(predictor.predict(rows))
+
+    assert isinstance(batch, V2Batch)
+    np.testing.assert_array_equal(batch.matrix, rows)
+    assert isinstance(response, InferResponse)
+    assert response.id == "r"
+    assert response.model_version == "1"
+    (output,) = response.outputs
+    expected = [p["fraud_probability"] for p in v1["predictions"]]
+    assert output.as_numpy().tolist() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1e10, r"instances\[0\]\.merchant_risk: expected a number within ±1e\+09, got 1e\+10"),
+        (-3e38, r"instances\[0\]\.merchant_risk: expected a number within ±1e\+09"),
+    ],
+)
+def test_feature_values_beyond_the_supported_range_are_400_naming_the_field(
+    registered: Path, value: float, expected: str
+) -> None:
+    # float32 holds 3e38, but no layer of the model would stay finite on it.
+    predictor = FraudPredictor()
+    predictor.load()
+    body = {"instances": [{"amount_zscore": 0.0, "merchant_risk": value, "velocity_1h": 0.0}]}
+
+    with pytest.raises(InvalidInput, match=expected):
+        asyncio.run(predictor.preprocess(body))
+
+
+def test_a_request_over_its_time_budget_is_a_timeout_naming_the_stage(registered: Path) -> None:
+    # Validating 256 instances alone takes far longer than 0.1 ms, so the budget is spent
+    # before the first await: the request never gets its scores.
+    predictor = FraudPredictor(request_timeout=0.0001)
+    predictor.load()
+    body = {"instances": [dict.fromkeys(FEATURES, 0.5)] * 256}
+
+    with pytest.raises(RequestTimeoutError, match=r"timed out after 0.0001 s during scoring"):
+        asyncio.run(predictor(body))
+
+
+def test_a_request_within_its_budget_is_answered_through_call(registered: Path) -> None:
+    predictor = FraudPredictor(request_timeout=30.0)
+    predictor.load()
+
+    response, headers = asyncio.run(predictor({"instances": [dict.fromkeys(FEATURES, 0.0)]}))
+
+    assert response["predictions"][0]["model_version"] == 1
+    assert isinstance(headers, dict)
+
+
+def test_a_model_with_nan_weights_fails_naming_its_version(
+    tmp_path: Path, kaizen_home: Path
+) -> None:
+    # A diverged training run: the file loads and verifies, every score is NaN.
+    export = export_tiny_model(tmp_path / "nan-model", FEATURES, nan_weights=True)
+    register_challenger(export, run_id=PipelineRunTracker("run-nan").round_run_id(0))
+    predictor = FraudPredictor()
+    predictor.load()
+
+    with pytest.raises(PredictionFailedError, match=r"model version 1 produced a non-finite"):
+        asyncio.run(predictor({"instances": [dict.fromkeys(FEATURES, 0.0)]}))
+
+
+def test_a_missing_feature_repo_fails_load_naming_it(registered: Path, tmp_path: Path) -> None:
+    predictor = FraudPredictor(feature_repo=tmp_path / "no-such-repo")
+
+    with pytest.raises(FeatureRepoError, match=r"no-such-repo does not exist"):
+        predictor.load()
+
+    assert not predictor.ready
+
+
+def test_a_feature_repo_with_broken_yaml_fails_load_naming_the_file(
+    registered: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text("project: [unclosed\n")
+
+    with pytest.raises(FeatureRepoError, match=r"repo/feature_store\.yaml is not valid YAML"):
+        FraudPredictor(feature_repo=repo).load()
+
+
+def test_a_feature_repo_never_applied_fails_load_naming_the_repo(
+    registered: Path, repo_root: Path
+) -> None:
+    # The real repo, but this KAIZEN_HOME has no Feast registry: nothing to look up.
+    repo = repo_root / "feature_repo"
+
+    with pytest.raises(FeatureRepoError, match=r"feature repo .*feature_repo: "):
+        FraudPredictor(feature_repo=repo).load()
+
+
+def test_a_failed_reload_keeps_the_working_model(registered: Path, tmp_path: Path) -> None:
+    predictor = FraudPredictor()
+    predictor.load()
+    working = predictor.model
+    predictor.feature_repo = tmp_path / "no-such-repo"
+
+    with pytest.raises(FeatureRepoError):
+        predictor.load()
+
+    assert predictor.ready
+    assert predictor.model is working
+    assert predictor.features == FEATURES
+
+
+def test_a_non_json_body_is_400_naming_the_content_type(registered: Path) -> None:
+    predictor = FraudPredictor()
+    predictor.load()
+
+    with pytest.raises(InvalidInput, match=r"Content-Type: application/json, got .*text/plain"):
+        asyncio.run(predictor.preprocess(b"{}", {"content-type": "text/plain"}))
+
+
+def test_json_with_a_charset_is_read_as_json(registered: Path) -> None:
+    # KServe decodes only an exact "application/json" and passes anything else on as bytes.
+    predictor = FraudPredictor()
+    predictor.load()
+    body = json.dumps({"instances": [dict.fromkeys(FEATURES, 0.0)]}).encode()
+    headers = {"content-type": "application/json; charset=utf-8"}
+
+    matrix = asyncio.run(predictor.preprocess(body, headers))
+
+    assert isinstance(matrix, np.ndarray)
+    assert matrix.tolist() == [[0.0, 0.0, 0.0]]
+    with pytest.raises(InvalidInput, match=r"Unrecognized request format: .*line 1 column 2"):
+        asyncio.run(predictor.preprocess(b"{,", headers))
+
+
+def test_a_non_positive_request_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="request_timeout must be positive seconds"):
+        FraudPredictor(request_timeout=0.0)
+
+
+def test_the_server_and_the_predictor_agree_on_the_default_model_name() -> None:
+    # server.py repeats the name so that importing it does not import KServe.
+    assert server.DEFAULT_MODEL_NAME == predictor_module.DEFAULT_MODEL_NAME

@@ -104,6 +104,8 @@ def test_bad_feature_vectors_name_the_instance_and_feature(
         ({**ENTITY, "amount_zscore": 1.0}, "instances[0]: unknown field(s) ['amount_zscore']"),
         ({**ENTITY, "amount": "12"}, "instances[0].amount: expected a number, got str"),
         ({**ENTITY, "amount": float("-inf")}, "instances[0].amount: expected a finite number"),
+        ({**ENTITY, "amount": -5}, "instances[0].amount: expected a positive amount, got -5"),
+        ({**ENTITY, "amount": 0}, "instances[0].amount: expected a positive amount, got 0"),
         ({**ENTITY, "customer_id": ""}, "instances[0].customer_id: expected a non-empty"),
         ({**ENTITY, "merchant_id": [1]}, "instances[0].merchant_id: expected a non-empty"),
         (

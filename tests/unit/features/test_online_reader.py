@@ -1,0 +1,254 @@
+"""The fast online path (``OnlineFeatureReader``) against the path it replaced and training.
+
+The real ``feature_repo/`` is applied and materialized over a small history in its own
+KAIZEN_HOME. The reference for "the previous results" is the lookup as it was before the
+reader existed: the feature service resolved by name, ``get_online_features(...).to_df()``
+and the DataFrame fill that the training path still uses (``_fill_features``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kaizen.data.columns import RAW_COLUMNS
+from kaizen.features import (
+    FeatureRepoError,
+    apply_feature_repo,
+    build_training_frame,
+    compute_feature_tables,
+    feature_data_dir,
+    feature_names,
+    materialize,
+    online_features,
+    write_feature_sources,
+)
+from kaizen.features.store import (
+    OnlineFeatureReader,
+    _feature_service,
+    _fill_features,
+    _stored_feature_names,
+    shared_feature_store,
+)
+
+DAY0 = pd.Timestamp("2026-05-01", tz="UTC")
+CONTEXT = "transaction_context_odfv__"
+HISTORY = pd.DataFrame(
+    [
+        ("H1", "C1", "M1", 100.0, "1D 10h", 1, "5D 18h"),
+        ("H2", "C1", "M2", 200.0, "3D 10h", 0, "3D 12h"),
+        ("A", "C1", "M1", 20.0, "5D 12h", 0, "7D"),
+        ("S1", "C2", "M1", 10.0, "4D 08h", 0, "4D 20h"),
+        ("S2", "C2", "M2", 90.0, "4D 08h", 0, "4D 20h"),
+        ("D", "C3", "M1", 40.0, "6D 09h", 0, "8D"),
+    ],
+    columns=["transaction_id", "customer_id", "merchant_id", "amount", "at", "is_fraud", "known"],
+).assign(
+    event_timestamp=lambda f: DAY0 + pd.to_timedelta(f["at"]),
+    label_timestamp=lambda f: DAY0 + pd.to_timedelta(f["known"]),
+)[list(RAW_COLUMNS)]
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The real feature repo applied and materialized over HISTORY in its own home."""
+    home = tmp_path_factory.mktemp("online-reader-home")
+    repo = Path(__file__).resolve().parents[3] / "feature_repo"
+    tables = compute_feature_tables(HISTORY)
+    write_feature_sources(tables, feature_data_dir(home))
+    store = apply_feature_repo(repo, home)
+    materialize(store, tables.materialize_until.to_pydatetime())
+    moment = tables.materialize_until
+    return SimpleNamespace(store=store, home=home, repo=repo, moment=moment)
+
+
+def _rows(moment: pd.Timestamp) -> list[dict[str, Any]]:
+    """Known and unknown customers and merchants, in UTC and in another zone."""
+    return [
+        {"customer_id": "C1", "merchant_id": "M1", "amount": 60.0, "event_timestamp": moment},
+        {"customer_id": "C2", "merchant_id": "M2", "amount": 0.0, "event_timestamp": moment},
+        # Known customer, unknown merchant; a customer never seen; both never seen.
+        {"customer_id": "C3", "merchant_id": "NEW", "amount": 7.25, "event_timestamp": moment},
+        {"customer_id": "NEW", "merchant_id": "M1", "amount": 12.5, "event_timestamp": moment},
+        {
+            "customer_id": "NEW",
+            "merchant_id": "NEW",
+            "amount": 3.0,
+            "event_timestamp": (moment + pd.Timedelta("13h")).tz_convert("Asia/Tokyo"),
+        },
+    ]
+
+
+def _previous_online_features(store: Any, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``online_features`` as it was before the reader: to_df() and the DataFrame fill."""
+    service = _feature_service(store, "fraud_model_v1")
+    requests = [
+        {
+            "customer_id": str(row["customer_id"]),
+            "merchant_id": str(row["merchant_id"]),
+            "amount": float(row["amount"]),
+            "transaction_time": pd.Timestamp(row["event_timestamp"])
+            .tz_convert("UTC")
+            .to_pydatetime(),
+        }
+        for row in rows
+    ]
+    response = store.get_online_features(
+        features=service, entity_rows=requests, full_feature_names=True
+    ).to_df()
+    keys = pd.DataFrame({key: [r[key] for r in requests] for key in ("customer_id", "merchant_id")})
+    filled = _fill_features(
+        response.reset_index(drop=True),
+        feature_names(store),
+        _stored_feature_names(store, "fraud_model_v1"),
+        pd.Series([f"row {index}" for index in range(len(requests))]),
+    )
+    return pd.concat([keys, filled], axis=1)
+
+
+def test_the_reader_returns_exactly_the_previous_values_for_known_and_unknown_ids(
+    applied: SimpleNamespace,
+) -> None:
+    rows = _rows(applied.moment)
+    reader = OnlineFeatureReader(applied.store)
+    expected = _previous_online_features(applied.store, rows)
+
+    pd.testing.assert_frame_equal(reader.frame(rows), expected, check_exact=True)
+    pd.testing.assert_frame_equal(online_features(applied.store, rows), expected, check_exact=True)
+    names = list(reader.names)
+    assert names == feature_names(applied.store)
+    np.testing.assert_array_equal(reader.matrix(rows), expected[names].to_numpy())
+    one_by_one = np.vstack([reader.matrix([row]) for row in rows])
+    np.testing.assert_array_equal(one_by_one, expected[names].to_numpy())
+    # Unknown ids are served as no history, not refused; known ones have history.
+    stored = list(reader.stored_names)
+    assert (expected.loc[3:, [n for n in stored if n.startswith("customer_")]] == 0.0).all().all()
+    assert expected.loc[0, "customer_stats_fv__txn_count_7d"] > 0
+    assert expected.loc[4, f"{CONTEXT}amount_to_mean_7d"] == 1.0
+
+
+def test_the_reader_answers_in_the_order_of_the_columns_asked_for(
+    applied: SimpleNamespace,
+) -> None:
+    rows = _rows(applied.moment)
+    reader = OnlineFeatureReader(applied.store)
+    wanted = [reader.names[-1], reader.names[0], reader.names[3]]
+
+    got = reader.matrix(rows, wanted)
+
+    np.testing.assert_array_equal(got, reader.frame(rows)[wanted].to_numpy())
+    with pytest.raises(FeatureRepoError, match=r"does not provide 'no_such_view__x'"):
+        reader.matrix(rows, ["no_such_view__x"])
+
+
+def test_the_reader_serves_what_training_sees_for_the_next_transaction(
+    applied: SimpleNamespace,
+) -> None:
+    rows = _rows(applied.moment)[:4]
+    events = pd.DataFrame(
+        {
+            "transaction_id": [f"N{index}" for index in range(len(rows))],
+            "customer_id": [row["customer_id"] for row in rows],
+            "merchant_id": [row["merchant_id"] for row in rows],
+            "amount": [row["amount"] for row in rows],
+            "event_timestamp": [applied.moment] * len(rows),
+            "is_fraud": [0] * len(rows),
+        }
+    )
+    reader = OnlineFeatureReader(applied.store)
+
+    trained = build_training_frame(applied.store, events)
+
+    names = list(reader.names)
+    np.testing.assert_array_equal(reader.matrix(rows), trained[names].to_numpy())
+
+
+def test_an_undefined_on_demand_value_is_refused_naming_feature_and_row_as_before(
+    applied: SimpleNamespace,
+) -> None:
+    # log1p(-2) is undefined: a computed feature with no value is an error, never filled.
+    rows = _rows(applied.moment)[:2]
+    rows[1] = {**rows[1], "amount": -2.0}
+    message = rf"feature '{CONTEXT}amount_log' is undefined for 1 row\(s\), first 'row 1'"
+
+    with pytest.raises(ValueError, match=message):
+        _previous_online_features(applied.store, rows)
+    with pytest.raises(ValueError, match=message):
+        OnlineFeatureReader(applied.store).matrix(rows)
+    without_amount = {key: value for key, value in rows[0].items() if key != "amount"}
+    with pytest.raises(ValueError, match=r"row 1 is missing \['amount'\]"):
+        OnlineFeatureReader(applied.store).matrix([rows[0], without_amount])
+
+
+def test_an_unknown_feature_service_is_named_when_the_reader_is_made(
+    applied: SimpleNamespace,
+) -> None:
+    with pytest.raises(FeatureRepoError, match=r"'fraud_model_v9' is not in project.*v1"):
+        OnlineFeatureReader(applied.store, "fraud_model_v9")
+
+
+def test_readers_of_one_repo_and_home_share_one_store(applied: SimpleNamespace) -> None:
+    first = shared_feature_store(applied.repo, applied.home)
+    second = shared_feature_store(applied.repo / ".." / "feature_repo", str(applied.home))
+
+    assert first is second
+    np.testing.assert_array_equal(
+        OnlineFeatureReader(first).matrix(_rows(applied.moment)),
+        OnlineFeatureReader(applied.store).matrix(_rows(applied.moment)),
+    )
+
+
+def _previous_transaction_context(inputs: pd.DataFrame) -> pd.DataFrame:
+    """The on-demand transform as it was before it moved to numpy arrays (the reference)."""
+    amount = inputs["amount"].astype("float64")
+    mean_7d = pd.to_numeric(inputs["txn_amount_mean_7d"], errors="coerce").astype("float64")
+    hour = pd.to_datetime(inputs["transaction_time"], utc=True).dt.hour
+    angle = 2.0 * np.pi * hour.astype("float64") / 24.0
+    outputs = pd.DataFrame(index=inputs.index)
+    outputs["amount_log"] = np.log1p(amount)
+    outputs["amount_to_mean_7d"] = (amount / mean_7d.where(mean_7d > 0)).fillna(1.0)
+    outputs["hour_of_day"] = hour.astype("int64")
+    outputs["hour_sin"] = np.sin(angle)
+    outputs["hour_cos"] = np.cos(angle)
+    return outputs
+
+
+@pytest.mark.parametrize("unit", ["ns", "us"])
+def test_the_on_demand_transform_gives_the_previous_values_bit_for_bit(
+    applied: SimpleNamespace, unit: str
+) -> None:
+    # The function Feast stored at apply time and runs for training and serving alike.
+    odfv = applied.store.get_on_demand_feature_view("transaction_context_odfv")
+    transform = odfv.feature_transformation.udf
+    rng = np.random.default_rng(3)
+    size = 20_000
+    means = rng.lognormal(3.0, 1.0, size)
+    means[rng.random(size) < 0.2] = np.nan  # no history
+    means[rng.random(size) < 0.05] = 0.0  # a window that emptied
+    amounts = rng.lognormal(3.0, 1.5, size)
+    amounts[:4] = [0.0, -0.5, 1e9, 0.01]
+    seconds = rng.integers(1_700_000_000, 1_800_000_000, size)
+    inputs = pd.DataFrame(
+        {
+            "amount": amounts,
+            "txn_amount_mean_7d": means,
+            "transaction_time": pd.to_datetime(seconds, unit="s", utc=True).as_unit(unit),
+        },
+        index=pd.RangeIndex(5, 5 + size),
+    )
+    other_zone = inputs.assign(
+        transaction_time=inputs["transaction_time"].dt.tz_convert("America/New_York")
+    )
+    object_means = inputs.assign(
+        txn_amount_mean_7d=[None if np.isnan(v) else v for v in inputs["txn_amount_mean_7d"]]
+    )
+
+    for frame in (inputs, other_zone, object_means, inputs.iloc[:1]):
+        pd.testing.assert_frame_equal(
+            transform(frame), _previous_transaction_context(frame), check_exact=True
+        )
