@@ -49,6 +49,7 @@ def test_a_damaged_champion_never_replaces_the_copy_that_worked(tmp_path: Path) 
     assert f"serving the last good copy, version {info.version}" in log
 
 
+@pytest.mark.slow
 def test_a_tampered_last_good_copy_is_refused_and_the_start_fails_naming_why(
     tmp_path: Path,
 ) -> None:

@@ -126,7 +126,14 @@ def test_the_schema_documents_the_real_request_bodies(served: ServerProcess) -> 
 
 # Negative (schema-violating) requests only exist where there is input to violate.
 CASES = [
-    pytest.param(method, path, mode, id=f"{method} {path} {mode.value}")
+    pytest.param(
+        method,
+        path,
+        mode,
+        id=f"{method} {path} {mode.value}",
+        # Positive cases run in `make test`; the schema-violating ones in `make test-all`.
+        marks=[pytest.mark.slow] if mode is GenerationMode.NEGATIVE else [],
+    )
     for method, path in OPERATIONS
     for mode in GenerationMode
     if mode is GenerationMode.POSITIVE or "{model_name}" in path or path.endswith("/feedback")

@@ -229,6 +229,7 @@ def test_a_champion_that_fails_to_load_is_logged_with_why_and_retried_after_a_wa
         assert process.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
 def test_backoff_doubles_between_failed_starts_and_sigterm_ends_the_wait(tmp_path: Path) -> None:
     """A server that dies at once is restarted after 0.5, 1, 2, 4 s: never a tight loop."""
     port = free_port()

@@ -110,6 +110,7 @@ def test_kaizen_run_cli_runs_every_step_and_prints_the_summary(
     assert len(reports) == 1 and str(reports[0]) in out
 
 
+@pytest.mark.slow
 def test_failing_gate_retunes_then_skips_publish_and_says_why(
     repo_root: Path, kaizen_home: Path, webhook: Webhook
 ) -> None:
