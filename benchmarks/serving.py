@@ -77,13 +77,6 @@ THRESHOLD = 0.5  # the server's default decision threshold
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def _default_server_module() -> str:
-    # kaizen.serving.server supersedes the single-model predictor entry point once it exists.
-    if (REPO / "kaizen" / "serving" / "server.py").is_file():
-        return "kaizen.serving.server"
-    return "kaizen.serving.predictor"
-
-
 # ---------------------------------------------------------------------------------------
 # Setup: data, feature store, model, registry
 
@@ -840,7 +833,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--server-module",
-        default=_default_server_module(),
+        default="kaizen.serving.server",
         help="our server's module, run as `python -m MODULE --http-port N --feature-repo R`",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

@@ -22,15 +22,14 @@ returns nulls and :func:`kaizen.features.store.online_features` fills stored fea
 0 ("no activity"), exactly as training filled them, so a first-time customer is scored as
 one without history.
 
-Run one server on this machine (``python -m kaizen.serving.server`` adds the limits, health
-and graceful shutdown on top)::
+It is served by :mod:`kaizen.serving.server` (behind the canary router), which adds the
+limits, health and graceful shutdown::
 
-    python -m kaizen.serving.predictor --http-port 8080 --feature-repo feature_repo
+    python -m kaizen.serving.server --http-port 8080 --feature-repo feature_repo
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -39,7 +38,6 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -620,34 +618,3 @@ def _open_feature_store(repo: Path, home: Path, service: str, features: list[str
             f"failed: {type(error).__name__}: {error}"
         ) from error
     return reader
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Load the alias and serve it with KServe's ModelServer until stopped.
-
-    Args:
-        argv: Command-line arguments (``sys.argv[1:]`` when None).
-    """
-    parser = argparse.ArgumentParser(description="Serve the Kaizen fraud model with KServe.")
-    parser.add_argument("--http-port", type=int, default=8080)
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
-    parser.add_argument("--alias", default="champion")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
-    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
-    parser.add_argument("--feature-repo", type=Path, default=None)
-    parser.add_argument("--request-timeout", type=float, default=None)
-    args = parser.parse_args(argv)
-    predictor = FraudPredictor(
-        args.model_name,
-        alias=args.alias,
-        threshold=args.threshold,
-        max_batch=args.max_batch,
-        feature_repo=args.feature_repo,
-        request_timeout=args.request_timeout,
-    )
-    predictor.load()
-    kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=1).start([predictor])
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,6 @@ from tests.support.serving import (
     register,
 )
 
-# The server under test (helper A's); kaizen.serving.predictor would do as well.
 SERVER_MODULE = "kaizen.serving.server"
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]
 CALM = {"amount_zscore": 0.1, "merchant_risk": -0.2, "velocity_1h": 0.0}

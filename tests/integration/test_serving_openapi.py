@@ -7,61 +7,31 @@ entity requests go through the online store, and generated feature vectors throu
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import hypothesis
-import pandas as pd
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from kaizen.data.columns import RAW_COLUMNS
-from kaizen.features import (
-    apply_feature_repo,
-    compute_feature_tables,
-    feature_data_dir,
-    feature_names,
-    materialize,
-    write_feature_sources,
+from tests.support.serving import (
+    ServerProcess,
+    export_tiny_model,
+    http_call,
+    materialize_history,
+    register,
 )
-from tests.support.serving import ServerProcess, export_tiny_model, http_call, register
 
 SERVER_MODULE = "kaizen.serving.server"
-DAY0 = pd.Timestamp("2026-05-01", tz="UTC")
-# (id, customer, merchant, amount, event offset from DAY0, is_fraud, label offset)
-HISTORY = pd.DataFrame(
-    [
-        ("H1", "C1", "M1", 100.0, "1D 10h", 1, "5D 18h"),
-        ("H2", "C1", "M2", 200.0, "3D 10h", 0, "3D 12h"),
-        ("S1", "C2", "M1", 10.0, "4D 08h", 0, "4D 20h"),
-    ],
-    columns=[
-        "transaction_id",
-        "customer_id",
-        "merchant_id",
-        "amount",
-        "event",
-        "is_fraud",
-        "label",
-    ],
-).assign(
-    event_timestamp=lambda f: DAY0 + pd.to_timedelta(f["event"]),
-    label_timestamp=lambda f: DAY0 + pd.to_timedelta(f["label"]),
-)[list(RAW_COLUMNS)]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The real feature repo, a model on its features, served with entity lookups."""
     home = tmp_path_factory.mktemp("openapi-home")
-    repo = Path(__file__).resolve().parents[2] / "feature_repo"
-    tables = compute_feature_tables(HISTORY)
-    write_feature_sources(tables, feature_data_dir(home))
-    store = apply_feature_repo(repo, home)
-    materialize(store, tables.materialize_until.to_pydatetime())
-    names = feature_names(store)
+    feast = materialize_history(home)
+    names, repo = feast.names, feast.repo
     export = export_tiny_model(tmp_path_factory.mktemp("openapi-export") / "model", names)
     register(home, export, "openapi-run", names)
     args = ["--feature-repo", str(repo), "--max-batch", "16"]

@@ -7,41 +7,22 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
 import pytest
 
-from kaizen.data.columns import RAW_COLUMNS
-from kaizen.features import online_features, write_feature_sources
-from tests.support.serving import ServerProcess, export_tiny_model, http_call, register
+from kaizen.features import online_features
+from tests.support.serving import (
+    ServerProcess,
+    export_tiny_model,
+    http_call,
+    materialize_history,
+    register,
+)
 
 SERVER_MODULE = "kaizen.serving.server"
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]
 MODEL = "fraud-detector"
 VECTOR = {"amount_zscore": 0.1, "merchant_risk": -0.2, "velocity_1h": 0.0}
 RISKY = {"amount_zscore": 4.0, "merchant_risk": 3.0, "velocity_1h": 0.0}
-DAY0 = pd.Timestamp("2026-05-01", tz="UTC")
-# (id, customer, merchant, amount, event offset from DAY0, is_fraud, label offset)
-HISTORY = pd.DataFrame(
-    [
-        ("H1", "C1", "M1", 100.0, "1D 10h", 1, "5D 18h"),
-        ("H2", "C1", "M2", 200.0, "3D 10h", 0, "3D 12h"),
-        ("A", "C1", "M1", 20.0, "5D 12h", 0, "7D"),
-        ("S1", "C2", "M1", 10.0, "4D 08h", 0, "4D 20h"),
-        ("D", "C3", "M1", 40.0, "6D 09h", 0, "8D"),
-    ],
-    columns=[
-        "transaction_id",
-        "customer_id",
-        "merchant_id",
-        "amount",
-        "event",
-        "is_fraud",
-        "label",
-    ],
-).assign(
-    event_timestamp=lambda f: DAY0 + pd.to_timedelta(f["event"]),
-    label_timestamp=lambda f: DAY0 + pd.to_timedelta(f["label"]),
-)[list(RAW_COLUMNS)]
 
 
 def _call(port: int, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
@@ -72,29 +53,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]
 @pytest.fixture(scope="module")
 def feast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """The real feature repo materialized over a small history, and a model on its features."""
-    from kaizen.features import (
-        apply_feature_repo,
-        compute_feature_tables,
-        feature_data_dir,
-        feature_names,
-        materialize,
-    )
-
     home = tmp_path_factory.mktemp("feast-serving-home")
-    repo = Path(__file__).resolve().parents[2] / "feature_repo"
-    tables = compute_feature_tables(HISTORY)
-    write_feature_sources(tables, feature_data_dir(home))
-    store = apply_feature_repo(repo, home)
-    materialize(store, tables.materialize_until.to_pydatetime())
-    names = feature_names(store)
+    feast = materialize_history(home)
     for port, version in _serve(
         home,
         tmp_path_factory.mktemp("feast-export") / "model",
-        names,
-        ["--feature-repo", str(repo)],
+        feast.names,
+        ["--feature-repo", str(feast.repo)],
     ):
         yield SimpleNamespace(
-            port=port, version=version, store=store, names=names, moment=tables.materialize_until
+            port=port, version=version, store=feast.store, names=feast.names, moment=feast.moment
         )
 
 

@@ -23,8 +23,7 @@ import pytest
 from kaizen.serving.supervisor import state_path
 from tests.support.serving import export_tiny_model, free_port, http_call, register
 
-# The server the supervisor runs (helper A's kaizen.serving.server); the tests switch to
-# kaizen.serving.predictor through this one constant if it ever has to.
+# The server the supervisor runs.
 SERVER_MODULE = "kaizen.serving.server"
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]
 RISKY = {"amount_zscore": 4.0, "merchant_risk": 3.0, "velocity_1h": 0.0}

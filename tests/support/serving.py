@@ -18,15 +18,40 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kaizen.data.columns import LABEL
+from kaizen.data.columns import LABEL, RAW_COLUMNS
 
 MODEL = "fraud-detector"
-SERVER_MODULE = "kaizen.serving.predictor"
+SERVER_MODULE = "kaizen.serving.server"
+FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
+DAY0 = pd.Timestamp("2026-05-01", tz="UTC")
+# (id, customer, merchant, amount, event offset from DAY0, is_fraud, label offset)
+HISTORY = pd.DataFrame(
+    [
+        ("H1", "C1", "M1", 100.0, "1D 10h", 1, "5D 18h"),
+        ("H2", "C1", "M2", 200.0, "3D 10h", 0, "3D 12h"),
+        ("A", "C1", "M1", 20.0, "5D 12h", 0, "7D"),
+        ("S1", "C2", "M1", 10.0, "4D 08h", 0, "4D 20h"),
+        ("D", "C3", "M1", 40.0, "6D 09h", 0, "8D"),
+    ],
+    columns=[
+        "transaction_id",
+        "customer_id",
+        "merchant_id",
+        "amount",
+        "event",
+        "is_fraud",
+        "label",
+    ],
+).assign(
+    event_timestamp=lambda f: DAY0 + pd.to_timedelta(f["event"]),
+    label_timestamp=lambda f: DAY0 + pd.to_timedelta(f["label"]),
+)[list(RAW_COLUMNS)]
 
 
 def tiny_frame(rows: int, seed: int, features: Sequence[str]) -> pd.DataFrame:
@@ -122,6 +147,34 @@ def register(home: Path, export: Path, run_name: str, features: Sequence[str]) -
             os.environ.pop("KAIZEN_HOME", None)
         else:
             os.environ["KAIZEN_HOME"] = previous
+
+
+def materialize_history(home: Path, history: pd.DataFrame = HISTORY) -> SimpleNamespace:
+    """The real feature repo applied under ``home`` and materialized over ``history``.
+
+    Returns:
+        ``store``, ``names`` (the default service's features), ``repo`` and ``moment``
+        (the materialization end).
+    """
+    from kaizen.features import (
+        apply_feature_repo,
+        compute_feature_tables,
+        feature_data_dir,
+        feature_names,
+        materialize,
+        write_feature_sources,
+    )
+
+    tables = compute_feature_tables(history)
+    write_feature_sources(tables, feature_data_dir(home))
+    store = apply_feature_repo(FEATURE_REPO, home)
+    materialize(store, tables.materialize_until.to_pydatetime())
+    return SimpleNamespace(
+        store=store,
+        names=feature_names(store),
+        repo=FEATURE_REPO,
+        moment=tables.materialize_until,
+    )
 
 
 def free_port() -> int:
