@@ -83,8 +83,14 @@ def transaction_context_odfv(inputs: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     amount = inputs["amount"].to_numpy(dtype="float64")
-    mean_7d = pd.to_numeric(inputs["txn_amount_mean_7d"], errors="coerce").to_numpy(dtype="float64")
-    hour = pd.to_datetime(inputs["transaction_time"], utc=True).dt.hour.to_numpy(dtype="int64")
+    mean_7d = inputs["txn_amount_mean_7d"]
+    if mean_7d.dtype != "float64":
+        mean_7d = pd.to_numeric(mean_7d, errors="coerce")
+    mean_7d = mean_7d.to_numpy(dtype="float64")
+    times = inputs["transaction_time"]
+    if not (isinstance(times.dtype, pd.DatetimeTZDtype) and str(times.dtype.tz) == "UTC"):
+        times = pd.to_datetime(times, utc=True)
+    hour = np.asarray(times.array.hour, dtype="int64")
     angle = 2.0 * np.pi * hour.astype("float64") / 24.0
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(mean_7d > 0, amount / mean_7d, np.nan)
@@ -98,4 +104,5 @@ def transaction_context_odfv(inputs: pd.DataFrame) -> pd.DataFrame:
             "hour_cos": np.cos(angle),
         },
         index=inputs.index,
+        copy=False,
     )

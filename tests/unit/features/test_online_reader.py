@@ -252,3 +252,126 @@ def test_the_on_demand_transform_gives_the_previous_values_bit_for_bit(
         pd.testing.assert_frame_equal(
             transform(frame), _previous_transaction_context(frame), check_exact=True
         )
+
+
+def _random_rows(moment: pd.Timestamp, count: int, seed: int) -> list[dict[str, Any]]:
+    """Known, unknown and mixed ids; amounts from cents to millions; times across zones."""
+    rng = np.random.default_rng(seed)
+    zones = ["UTC", "Asia/Tokyo", "America/New_York", "Europe/Paris"]
+    rows = []
+    for _ in range(count):
+        at = moment + pd.Timedelta(seconds=int(rng.integers(-3 * 86_400, 86_400)))
+        rows.append(
+            {
+                "customer_id": str(rng.choice(["C1", "C2", "C3", "NEW", "C9"])),
+                "merchant_id": str(rng.choice(["M1", "M2", "NEW"])),
+                "amount": float(np.round(rng.lognormal(3.0, 2.0), 2)) + 0.01,
+                "event_timestamp": at.tz_convert(str(rng.choice(zones))),
+            }
+        )
+    return rows
+
+
+def test_on_demand_features_computed_in_process_equal_feasts_own_lookup_bit_for_bit(
+    applied: SimpleNamespace,
+) -> None:
+    # The reader asks Feast for the stored features only and runs the on-demand view's
+    # registered function itself; a served model must see exactly what Feast would give.
+    reader = OnlineFeatureReader(applied.store)
+    rows = _random_rows(applied.moment, 300, seed=11)
+
+    expected = _previous_online_features(applied.store, rows)[list(reader.names)].to_numpy()
+
+    assert reader.in_process
+    np.testing.assert_array_equal(reader.matrix(rows), expected)
+    one_by_one = np.vstack([reader.matrix([row]) for row in rows[:60]])
+    np.testing.assert_array_equal(one_by_one, expected[:60])
+
+
+@pytest.fixture(scope="module")
+def renamed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A copy of the repo with a service that renames its on-demand view (``with_name``)."""
+    import shutil
+
+    home = tmp_path_factory.mktemp("renamed-home")
+    repo = tmp_path_factory.mktemp("renamed-repo") / "feature_repo"
+    shutil.copytree(Path(__file__).resolve().parents[3] / "feature_repo", repo)
+    (repo / "renamed_service.py").write_text(
+        "from feast import FeatureService\n"
+        "from feature_views import customer_stats_fv, transaction_context_odfv\n\n"
+        "renamed = FeatureService(\n"
+        '    name="renamed",\n'
+        '    features=[customer_stats_fv, transaction_context_odfv.with_name("context")],\n'
+        ")\n"
+    )
+    tables = compute_feature_tables(HISTORY)
+    write_feature_sources(tables, feature_data_dir(home))
+    store = apply_feature_repo(repo, home)
+    materialize(store, tables.materialize_until.to_pydatetime())
+    return SimpleNamespace(store=store, moment=tables.materialize_until)
+
+
+def test_a_service_the_reader_cannot_reproduce_is_read_through_feast_whole(
+    renamed: SimpleNamespace,
+) -> None:
+    reader = OnlineFeatureReader(renamed.store, "renamed")
+    rows = _random_rows(renamed.moment, 40, seed=5)
+    requests = [
+        {
+            "customer_id": row["customer_id"],
+            "merchant_id": row["merchant_id"],
+            "amount": row["amount"],
+            "transaction_time": row["event_timestamp"].tz_convert("UTC").to_pydatetime(),
+        }
+        for row in rows
+    ]
+    answer = renamed.store.get_online_features(
+        features=renamed.store.get_feature_service("renamed"),
+        entity_rows=requests,
+        full_feature_names=True,
+    ).to_df()
+
+    got = reader.frame(rows)
+
+    assert not reader.in_process
+    assert "context__amount_log" in reader.names
+    np.testing.assert_array_equal(
+        got["context__amount_log"].to_numpy(), answer["context__amount_log"].to_numpy()
+    )
+    assert OnlineFeatureReader(renamed.store).in_process  # the other service still is
+
+
+def test_an_on_demand_function_that_drops_a_feature_is_named(applied: SimpleNamespace) -> None:
+    import dataclasses
+
+    reader = OnlineFeatureReader(applied.store)
+    assert reader._plan is not None
+    step = reader._plan.steps[0]
+
+    def forgetful(inputs: pd.DataFrame) -> pd.DataFrame:
+        return step.transform(inputs).drop(columns=["hour_sin"])
+
+    reader._plan = dataclasses.replace(
+        reader._plan, steps=(dataclasses.replace(step, transform=forgetful),)
+    )
+    with pytest.raises(
+        FeatureRepoError,
+        match=r"on-demand view 'transaction_context_odfv' returned no 'hour_sin' for each of 1",
+    ):
+        reader.matrix(_rows(applied.moment)[:1])
+
+
+def test_a_stored_view_deleted_after_the_reader_was_made_is_named(
+    renamed: SimpleNamespace,
+) -> None:
+    reader = OnlineFeatureReader(renamed.store, "renamed")
+    fast = OnlineFeatureReader(renamed.store)
+    renamed.store.delete_feature_service("fraud_model_v1")
+    renamed.store.delete_feature_view("merchant_stats_fv")
+
+    with pytest.raises(
+        FeatureRepoError,
+        match=r"service 'fraud_model_v1' reads a view Feast no longer has.*merchant_stats_fv",
+    ):
+        fast.matrix(_rows(renamed.moment)[:1])
+    reader.matrix(_rows(renamed.moment)[:1])  # a service without that view still answers
