@@ -552,6 +552,14 @@ def serve(
     no_canary: Annotated[
         bool, typer.Option("--no-canary", help="Serve the champion only, no challenger.")
     ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log",
+            help="Log one line per request (off: refused and failed requests are logged "
+            "anyway, and /metrics counts them all).",
+        ),
+    ] = False,
     supervise: Annotated[
         bool,
         typer.Option(
@@ -655,6 +663,8 @@ def serve(
             args += [flag, str(value)]
     if no_canary:
         args.append("--no-canary")
+    if access_log:
+        args.append("--access-log")
     command = server_command(args, module=server_module)
     # The server reads KAIZEN_HOME itself; made absolute so it cannot depend on its cwd.
     env = {"KAIZEN_HOME": str(settings.home)}

@@ -122,7 +122,7 @@ def servers(homes: SimpleNamespace) -> Iterator[SimpleNamespace]:
             ["--max-batch", "8", "--max-body-bytes", str(BODY_LIMIT)],
             module=SERVER_MODULE,
         ),
-        "nan": ServerProcess(homes.nan, [], module=SERVER_MODULE),
+        "nan": ServerProcess(homes.nan, ["--access-log"], module=SERVER_MODULE),
         # Validating 256 instances takes ~1 ms, ten times this budget, so every full batch
         # runs out of time before it is scored.
         "timeout": ServerProcess(
@@ -253,6 +253,30 @@ def test_liveness_and_readiness_of_a_loaded_server(servers: SimpleNamespace) -> 
     assert http_call(port, f"/v2/models/{MODEL}/ready") == (200, {"name": MODEL, "ready": True})
     assert http_call(port, f"/v1/models/{MODEL}") == (200, {"name": MODEL, "ready": True})
     assert http_call(port, "/v2/models/other/ready")[0] == 404
+
+
+def test_requests_are_not_logged_one_by_one_unless_the_access_log_is_asked_for(
+    servers: SimpleNamespace,
+) -> None:
+    # One line per request (uvicorn's access log, KServe's two timing lines) is off by
+    # default: it costs CPU at any real rate, and /metrics counts and times every request.
+    quiet, logged = servers.limits, servers.nan
+    before = {server.port: server.log_path.stat().st_size for server in (quiet, logged)}
+
+    for _ in range(3):
+        assert http_call(quiet.port, PREDICT, {"instances": [VECTOR]})[0] == 200
+    assert http_call(quiet.port, "/v2/health/live")[0] == 200
+    assert http_call(logged.port, "/v2/health/live")[0] == 200
+    time.sleep(0.5)  # let the servers' log writes land
+
+    def since_start(server: ServerProcess) -> str:
+        with server.log_path.open("rb") as log:
+            log.seek(before[server.port])
+            return log.read().decode(errors="replace")
+
+    assert "predict" not in since_start(quiet)
+    assert "/v2/health/live" not in since_start(quiet)
+    assert '"GET /v2/health/live HTTP/1.1" 200' in since_start(logged)
 
 
 def test_a_full_batch_past_the_time_budget_is_504_and_the_server_carries_on(
