@@ -249,8 +249,12 @@ def _server(
     home: Path,
     cwd: Path,
     ready_timeout: float,
+    started: dict[str, float],
 ) -> Iterator[int]:
-    """Run ``command`` until its ``health`` path answers 200, yield its pid; stop it after."""
+    """Run ``command`` until its ``health`` path answers 200, yield its pid; stop it after.
+
+    The seconds from launch to the first 200 are recorded in ``started[name]``.
+    """
     log_path = home / f"{name}.log"
     env = {**os.environ, "KAIZEN_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     with log_path.open("ab") as log:
@@ -267,8 +271,9 @@ def _server(
     def tail() -> str:
         return log_path.read_text(errors="replace")[-3000:]
 
+    launched = time.monotonic()
     try:
-        deadline = time.monotonic() + ready_timeout
+        deadline = launched + ready_timeout
         while True:
             if process.poll() is not None:
                 raise SystemExit(f"{name} exited ({process.returncode}) on start:\n{tail()}")
@@ -278,6 +283,8 @@ def _server(
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name} not ready within {ready_timeout:.0f} s:\n{tail()}")
             time.sleep(0.2)
+        started[name] = round(time.monotonic() - launched, 1)
+        print(f"  {name} ready {started[name]:.1f} s after launch", file=sys.stderr, flush=True)
         yield process.pid
     finally:
         if process.poll() is None:
@@ -864,6 +871,7 @@ def main() -> int:
         gc.freeze()
 
         results: list[RunResult] = []
+        started: dict[str, float] = {}  # server name -> seconds from launch to ready
         port = _free_port()
         with _server(
             "feast-serve",
@@ -877,6 +885,7 @@ def main() -> int:
             home=home,
             cwd=REPO,
             ready_timeout=120,
+            started=started,
         ) as pid:
             _verify(fixture, port, "feast", args.check)
             print(f"  checked {args.check} feast requests in full: ok", file=sys.stderr)
@@ -895,6 +904,7 @@ def main() -> int:
             home=home,
             cwd=REPO,
             ready_timeout=180,
+            started=started,
         ) as pid:
             _verify(fixture, port, "predict", args.check)
             print(f"  checked {args.check} predict requests in full: ok", file=sys.stderr)
@@ -922,6 +932,7 @@ def main() -> int:
         "entities": args.entities,
         "features": len(fixture.names),
         "setup_s": round(fixture.seconds, 1),
+        "ready_after_launch_s": started,
         "load_average_before": round(load, 2),
         "notes": (
             "one server at a time on 127.0.0.1; the load generator (asyncio + httpx, same "

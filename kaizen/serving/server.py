@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
 import inspect
 import logging
 import math
@@ -318,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv: Command-line arguments (``sys.argv[1:]`` when None).
     """
     config = parse_args(argv)
+    # Start-up builds millions of long-lived objects (TensorFlow, Feast, pandas) and almost
+    # no garbage; the collector's full passes over them cost 3-4 s of a 13 s start (the
+    # heap measured the same). _settle_heap turns it back on once the models are loaded.
+    gc.disable()
     _configure_logging()
     # KServe 0.21 answers with ORJSONResponse, which FastAPI now flags on every first use.
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
@@ -849,11 +854,23 @@ async def _load(models: list[kserve.Model], state: _ServingState, stop: Callable
                 if not (loaded and model.ready):
                     raise RuntimeError(f"model {model.name}: load() finished but it is not ready")
             model.start()
+        _settle_heap()
         logger.info("ready: serving %s", ", ".join(model.name for model in models))
     except Exception as error:
         state.load_error = error
         logger.error("loading failed, shutting down: %s", error, exc_info=error)
         stop()
+
+
+def _settle_heap() -> None:
+    """Collect start-up garbage, keep what is left out of later collections, collect again.
+
+    Everything alive once the models are loaded lives as long as the process; frozen, the
+    collector's later full passes skip it instead of walking it while requests wait.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 # --- OpenAPI ---------------------------------------------------------------------------
