@@ -285,11 +285,16 @@ def serve(
 
 
 def _lenient_json_dataplane(registry: Any) -> DataPlane:
-    """KServe's DataPlane, except that a V1 body with NaN/Infinity tokens reaches validation.
+    """KServe's DataPlane, except that a V1 body with NaN/Infinity tokens reaches validation,
+    and the server metadata (``GET /v2``) claims no protocol extension.
 
     JSON has no NaN, so KServe's strict parser answers "Unrecognized request format ...
     column 32", which names a position, not the field. Python's parser reads the tokens as
     floats, and request validation then names the instance and field holding them.
+
+    KServe advertises ``model_repository_extension``, whose load/unload routes this server
+    does not serve (any client could unload the model); a client reading the metadata must
+    not expect them.
     """
     import json
 
@@ -297,6 +302,9 @@ def _lenient_json_dataplane(registry: Any) -> DataPlane:
     from kserve.protocol.dataplane import DataPlane
 
     class LenientJsonDataPlane(DataPlane):
+        def metadata(self) -> dict[str, Any]:
+            return {**super().metadata(), "extensions": []}
+
         def decode(self, body: Any, headers: Any, *args: Any, **kwargs: Any) -> Any:
             try:
                 return super().decode(body, headers, *args, **kwargs)

@@ -74,6 +74,21 @@ def test_health_and_model_readiness(server: tuple[int, int]) -> None:
     assert _call(port, f"/v2/models/{MODEL}/ready")[0] == 200
 
 
+def test_server_metadata_promises_no_repository_extension_it_does_not_serve(
+    server: tuple[int, int],
+) -> None:
+    port, _ = server
+
+    status, metadata = _call(port, "/v2")
+
+    assert status == 200
+    assert metadata["extensions"] == []
+    assert metadata["name"] and metadata["version"]
+    # The repository extension's routes are not there: no client can unload the model.
+    assert _call(port, f"/v2/repository/models/{MODEL}/unload", {})[0] == 404
+    assert _call(port, f"/v2/repository/models/{MODEL}/load", {})[0] == 404
+
+
 def test_model_metadata_declares_the_tensors(server: tuple[int, int]) -> None:
     port, _ = server
 
