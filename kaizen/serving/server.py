@@ -274,17 +274,18 @@ def serve(
         workers=1,
         grace_period=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    # Constructing the ModelServer applies KServe's logging config, which turns its
-    # per-request timing lines back on; see _configure_logging.
-    _silence_request_traces()
-    model_server.dataplane = _lenient_json_dataplane(model_server.registered_models)
+    # KServe's per-request timing lines (kserve.trace, two per request) drown the lines an
+    # operator needs at any real rate, and /metrics has the same latencies. Turned off here:
+    # constructing the ModelServer has just applied KServe's logging config, which sets them.
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    model_server.dataplane = _dataplane(model_server.registered_models)
     # uvloop when installed, as uvicorn would pick for itself.
     loop_factory = uvicorn.Config(FASTAPI_APP_IMPORT_STRING, loop="auto").get_loop_factory()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(_run(models, config, model_server, list(routers)))
 
 
-def _lenient_json_dataplane(registry: Any) -> DataPlane:
+def _dataplane(registry: Any) -> DataPlane:
     """KServe's DataPlane, except that a V1 body with NaN/Infinity tokens reaches validation,
     and the server metadata (``GET /v2``) claims no protocol extension.
 
@@ -301,7 +302,7 @@ def _lenient_json_dataplane(registry: Any) -> DataPlane:
     from kserve.errors import InvalidInput
     from kserve.protocol.dataplane import DataPlane
 
-    class LenientJsonDataPlane(DataPlane):
+    class KaizenDataPlane(DataPlane):
         def metadata(self) -> dict[str, Any]:
             return {**super().metadata(), "extensions": []}
 
@@ -317,7 +318,7 @@ def _lenient_json_dataplane(registry: Any) -> DataPlane:
                     raise strict from None  # the strict parser's message, with its position
                 return super().decode(parsed, headers, *args, **kwargs)
 
-    return LenientJsonDataPlane(model_registry=registry)
+    return KaizenDataPlane(model_registry=registry)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -615,8 +616,8 @@ def _rest_server_class() -> type:
             return self._server
 
         def _add_middlewares(self, app: FastAPI) -> None:
-            # Not KServe's: its TimingMiddleware only feeds the kserve.trace lines this
-            # server turns off, and reads the process's CPU time (getrusage) twice per
+            # Not KServe's: its TimingMiddleware only feeds the kserve.trace lines serve()
+            # turns off, and reads the process's CPU time (getrusage) twice per
             # request, about 7 % of the event loop's time at 500 requests/s here; its
             # access-log middleware is for a log format this server does not take.
             # The guard sees every request first: a refused body reaches nothing else.
@@ -1151,13 +1152,8 @@ def _body_schemas(features: list[str], max_batch: int, *, entities: bool) -> dic
 
 
 def _configure_logging() -> None:
-    """Log ``kaizen.*`` like KServe's own lines, to stderr, unless already configured.
-
-    KServe's per-request timing lines are turned off (:func:`_silence_request_traces`).
-    """
+    """Log ``kaizen.*`` like KServe's own lines, to stderr, unless already configured."""
     from kserve.logging import KSERVE_LOGGER_DATE_FORMAT, KSERVE_LOGGER_FORMAT
-
-    _silence_request_traces()
 
     root = logging.getLogger("kaizen")
     if not root.handlers:
@@ -1165,15 +1161,6 @@ def _configure_logging() -> None:
         handler.setFormatter(logging.Formatter(KSERVE_LOGGER_FORMAT, KSERVE_LOGGER_DATE_FORMAT))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
-
-
-def _silence_request_traces() -> None:
-    """Turn off KServe's per-request timing lines (``kserve.trace``, two per request).
-
-    At any real request rate they drown the lines an operator needs, and the same latencies
-    are in the Prometheus histograms.
-    """
-    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

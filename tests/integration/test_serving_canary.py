@@ -20,11 +20,10 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from kaizen.registry import ModelRegistry
 from kaizen.settings import Settings
-from tests.support.serving import ServerProcess, export_tiny_model, http_call, register
+from tests.support.serving import ServerProcess, export_tiny_model, http_call, metric, register
 
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]
 MODEL = "fraud-detector"
@@ -119,15 +118,16 @@ def canary(
         webhook.server.shutdown()
 
 
-def metric(port: int, sample: str, **labels: str) -> float:
-    """One sample of the server's /metrics (0 when the series does not exist)."""
-    status, text = http_call(port, "/metrics")
-    assert status == 200
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items()):
-                return float(found.value)
-    return 0.0
+def answered(port: int, version: int, variant: str, outcome: str) -> float:
+    """Requests a variant answered with ``outcome`` while serving ``version``."""
+    return metric(
+        port,
+        "kaizen_serving_requests_total",
+        model_name=MODEL,
+        model_version=str(version),
+        variant=variant,
+        outcome=outcome,
+    )
 
 
 def served(port: int, variant: str) -> int:
@@ -201,14 +201,7 @@ def test_a_diverged_challenger_is_hot_loaded_rolled_back_and_never_seen_by_clien
     for _ in range(20):
         assert predict(canary.port)[0] == 200
     time.sleep(3 * RELOAD_INTERVAL)
-    after = metric(
-        canary.port,
-        "kaizen_serving_requests_total",
-        model_name=MODEL,
-        model_version=str(bad.version),
-        variant="challenger",
-        outcome="error",
-    )
+    after = answered(canary.port, bad.version, "challenger", "error")
     assert after == failed
     assert served(canary.port, "challenger") == 0
 
@@ -236,23 +229,9 @@ def test_a_better_challenger_is_promoted_after_min_requests_and_then_serves_ever
     assert {status for status, _ in answers} == {200}
     seen = {p["model_version"] for _, body in answers for p in body["predictions"]}
     assert seen == {old, good.version}
-    challenger_ok = metric(
-        canary.port,
-        "kaizen_serving_requests_total",
-        model_name=MODEL,
-        model_version=str(good.version),
-        variant="challenger",
-        outcome="ok",
-    )
+    challenger_ok = answered(canary.port, good.version, "challenger", "ok")
     assert challenger_ok >= MIN_REQUESTS
-    client_errors = metric(
-        canary.port,
-        "kaizen_serving_requests_total",
-        model_name=MODEL,
-        model_version=str(good.version),
-        variant="challenger",
-        outcome="client_error",
-    )
+    client_errors = answered(canary.port, good.version, "challenger", "client_error")
     assert client_errors >= EARLY_ROLLBACK_ERRORS
     assert outcome.tags["kaizen.promoted_by"] == "canary"
     assert (alias(canary, "previous-champion"), alias(canary, "challenger")) == (old, None)
@@ -268,17 +247,7 @@ def test_a_better_challenger_is_promoted_after_min_requests_and_then_serves_ever
         assert {p["model_version"] for p in body["predictions"]} == {good.version}
     assert served(canary.port, "champion") == good.version
     assert served(canary.port, "challenger") == 0
-    assert (
-        metric(
-            canary.port,
-            "kaizen_serving_requests_total",
-            model_name=MODEL,
-            model_version=str(good.version),
-            variant="champion",
-            outcome="ok",
-        )
-        >= 20
-    )
+    assert answered(canary.port, good.version, "champion", "ok") >= 20
     note = wait_for(lambda: canary.webhook.find("SUCCEEDED", good.version), "the webhook")
     assert f"promoted {MODEL} version {good.version}" in note["message"]
 

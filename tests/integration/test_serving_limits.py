@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from tests.support.serving import (
     export_tiny_model,
     free_port,
     http_call,
+    metric,
     register,
 )
 
@@ -71,15 +71,6 @@ def _serve_with_an_exploding_model(argv: list[str]) -> None:
 
     config = parse_args(argv)
     serve([*build_models(config), ExplodingModel()], config)
-
-
-def _metric(port: int, name: str, **labels: str) -> float:
-    _, text = http_call(port, "/metrics")
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    pattern = rf"^{re.escape(name)}{re.escape('{' + wanted + '}') if wanted else ''} (\S+)$"
-    match = re.search(pattern, text, re.MULTILINE)
-    assert match, f"{name}{labels} not in /metrics"
-    return float(match.group(1))
 
 
 def _raw_request(port: int, head: list[str], body: bytes = b"") -> tuple[int, Any]:
@@ -168,7 +159,7 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_the_rest(
         "Content-Type: application/json",
         "Transfer-Encoding: chunked",
     ]
-    before = _metric(
+    before = metric(
         servers.limits.port, "kaizen_serving_http_rejections_total", reason="body_too_large"
     )
 
@@ -176,7 +167,7 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_the_rest(
 
     assert status == 413
     assert answer == {"error": "request body is more than 4096 bytes; the limit is 4096 bytes"}
-    after = _metric(
+    after = metric(
         servers.limits.port, "kaizen_serving_http_rejections_total", reason="body_too_large"
     )
     assert after == before + 1
@@ -283,12 +274,12 @@ def test_a_full_batch_past_the_time_budget_is_504_and_the_server_carries_on(
     servers: SimpleNamespace,
 ) -> None:
     port = servers.timeout.port
-    before = _metric(port, "kaizen_serving_http_rejections_total", reason="timeout")
+    before = metric(port, "kaizen_serving_http_rejections_total", reason="timeout")
 
     status, answer = http_call(port, PREDICT, {"instances": [VECTOR] * 256})
 
     assert (status, answer) == (504, {"error": "request timed out after 0.0001 s during scoring"})
-    assert _metric(port, "kaizen_serving_http_rejections_total", reason="timeout") == before + 1
+    assert metric(port, "kaizen_serving_http_rejections_total", reason="timeout") == before + 1
     assert http_call(port, "/v2/health/ready") == (200, {"ready": True})
 
 
@@ -306,7 +297,7 @@ def test_an_unexpected_exception_is_500_with_a_request_id_and_the_trace_stays_in
     log = servers.timeout.log_path.read_text(errors="replace")
     assert "internal error (request id req-42)" in log
     assert f"RuntimeError: lookup table missing at {SECRET}" in log
-    assert _metric(port, "kaizen_serving_http_rejections_total", reason="internal_error") >= 1
+    assert metric(port, "kaizen_serving_http_rejections_total", reason="internal_error") >= 1
 
 
 def test_a_model_with_nan_weights_is_500_naming_its_version(
@@ -323,7 +314,7 @@ def test_a_model_with_nan_weights_is_500_naming_its_version(
         assert list(answer) == ["error"]
         assert f"model version {homes.nan_version} produced a non-finite score" in answer["error"]
         assert "Traceback" not in answer["error"]
-    assert _metric(port, "kaizen_serving_http_rejections_total", reason="prediction_failed") == 2
+    assert metric(port, "kaizen_serving_http_rejections_total", reason="prediction_failed") == 2
 
 
 def _start(home: Path, args: list[str]) -> tuple[subprocess.Popen[bytes], int, Path]:
@@ -374,7 +365,7 @@ def test_readiness_waits_for_the_model_and_sigterm_drains_then_finishes_in_fligh
         in_flight.endheaders()
         in_flight.send(_chunk(body[:10]))
         _wait_for(
-            lambda: _metric(port, "kaizen_serving_http_requests_in_flight") >= 1, 10, "in flight"
+            lambda: metric(port, "kaizen_serving_http_requests_in_flight") >= 1, 10, "in flight"
         )
 
         process.send_signal(signal.SIGTERM)
@@ -384,7 +375,7 @@ def test_readiness_waits_for_the_model_and_sigterm_drains_then_finishes_in_fligh
         assert "draining" in http_call(port, "/v2/health/ready")[1]["error"]
         assert http_call(port, "/v2/health/live") == (200, {"live": True})
         assert http_call(port, PREDICT, {"instances": [VECTOR]})[0] == 200
-        assert _metric(port, "kaizen_serving_http_rejections_total", reason="draining") >= 1
+        assert metric(port, "kaizen_serving_http_rejections_total", reason="draining") >= 1
 
         # After the drain the listener closes while the in-flight request is still open...
         def refused() -> bool:

@@ -30,28 +30,27 @@ MODEL = "fraud-detector"
 SERVER_MODULE = "kaizen.serving.server"
 FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 DAY0 = pd.Timestamp("2026-05-01", tz="UTC")
-# (id, customer, merchant, amount, event offset from DAY0, is_fraud, label offset)
-HISTORY = pd.DataFrame(
+
+
+def history(rows: Sequence[tuple[str, str, str, float, str, int, str]]) -> pd.DataFrame:
+    """Transactions from (id, customer, merchant, amount, event offset from DAY0, is_fraud,
+    label offset) rows, in the raw columns ingestion produces."""
+    columns = ["transaction_id", "customer_id", "merchant_id", "amount", "event", "is_fraud"]
+    return pd.DataFrame(list(rows), columns=[*columns, "label"]).assign(
+        event_timestamp=lambda f: DAY0 + pd.to_timedelta(f["event"]),
+        label_timestamp=lambda f: DAY0 + pd.to_timedelta(f["label"]),
+    )[list(RAW_COLUMNS)]
+
+
+HISTORY = history(
     [
         ("H1", "C1", "M1", 100.0, "1D 10h", 1, "5D 18h"),
         ("H2", "C1", "M2", 200.0, "3D 10h", 0, "3D 12h"),
         ("A", "C1", "M1", 20.0, "5D 12h", 0, "7D"),
         ("S1", "C2", "M1", 10.0, "4D 08h", 0, "4D 20h"),
         ("D", "C3", "M1", 40.0, "6D 09h", 0, "8D"),
-    ],
-    columns=[
-        "transaction_id",
-        "customer_id",
-        "merchant_id",
-        "amount",
-        "event",
-        "is_fraud",
-        "label",
-    ],
-).assign(
-    event_timestamp=lambda f: DAY0 + pd.to_timedelta(f["event"]),
-    label_timestamp=lambda f: DAY0 + pd.to_timedelta(f["label"]),
-)[list(RAW_COLUMNS)]
+    ]
+)
 
 
 def tiny_frame(rows: int, seed: int, features: Sequence[str]) -> pd.DataFrame:
@@ -149,8 +148,11 @@ def register(home: Path, export: Path, run_name: str, features: Sequence[str]) -
             os.environ["KAIZEN_HOME"] = previous
 
 
-def materialize_history(home: Path, history: pd.DataFrame = HISTORY) -> SimpleNamespace:
-    """The real feature repo applied under ``home`` and materialized over ``history``.
+def materialize_history(
+    home: Path, transactions: pd.DataFrame = HISTORY, repo: Path = FEATURE_REPO
+) -> SimpleNamespace:
+    """A feature repo (the real one by default) applied under ``home``, materialized over
+    ``transactions``.
 
     Returns:
         ``store``, ``names`` (the default service's features), ``repo`` and ``moment``
@@ -165,14 +167,14 @@ def materialize_history(home: Path, history: pd.DataFrame = HISTORY) -> SimpleNa
         write_feature_sources,
     )
 
-    tables = compute_feature_tables(history)
+    tables = compute_feature_tables(transactions)
     write_feature_sources(tables, feature_data_dir(home))
-    store = apply_feature_repo(FEATURE_REPO, home)
+    store = apply_feature_repo(repo, home)
     materialize(store, tables.materialize_until.to_pydatetime())
     return SimpleNamespace(
         store=store,
         names=feature_names(store),
-        repo=FEATURE_REPO,
+        repo=repo,
         moment=tables.materialize_until,
     )
 
@@ -213,6 +215,19 @@ def _decode(payload: bytes) -> Any:
         return json.loads(payload or b"null")
     except ValueError:
         return payload.decode("utf-8", "replace")
+
+
+def metric(port: int, sample: str, **labels: str) -> float:
+    """One sample of the server's /metrics whose labels include ``labels`` (0 if none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text = http_call(port, "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items()):
+                return float(found.value)
+    return 0.0
 
 
 class ServerProcess:

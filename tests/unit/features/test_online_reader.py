@@ -8,7 +8,6 @@ and the DataFrame fill that the training path still uses (``_fill_features``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,17 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kaizen.data.columns import RAW_COLUMNS
 from kaizen.features import (
     FeatureRepoError,
-    apply_feature_repo,
     build_training_frame,
-    compute_feature_tables,
-    feature_data_dir,
     feature_names,
-    materialize,
     online_features,
-    write_feature_sources,
 )
 from kaizen.features.store import (
     OnlineFeatureReader,
@@ -35,10 +28,10 @@ from kaizen.features.store import (
     _stored_feature_names,
     shared_feature_store,
 )
+from tests.support.serving import FEATURE_REPO, history, materialize_history
 
-DAY0 = pd.Timestamp("2026-05-01", tz="UTC")
 CONTEXT = "transaction_context_odfv__"
-HISTORY = pd.DataFrame(
+HISTORY = history(
     [
         ("H1", "C1", "M1", 100.0, "1D 10h", 1, "5D 18h"),
         ("H2", "C1", "M2", 200.0, "3D 10h", 0, "3D 12h"),
@@ -46,25 +39,15 @@ HISTORY = pd.DataFrame(
         ("S1", "C2", "M1", 10.0, "4D 08h", 0, "4D 20h"),
         ("S2", "C2", "M2", 90.0, "4D 08h", 0, "4D 20h"),
         ("D", "C3", "M1", 40.0, "6D 09h", 0, "8D"),
-    ],
-    columns=["transaction_id", "customer_id", "merchant_id", "amount", "at", "is_fraud", "known"],
-).assign(
-    event_timestamp=lambda f: DAY0 + pd.to_timedelta(f["at"]),
-    label_timestamp=lambda f: DAY0 + pd.to_timedelta(f["known"]),
-)[list(RAW_COLUMNS)]
+    ]
+)
 
 
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The real feature repo applied and materialized over HISTORY in its own home."""
     home = tmp_path_factory.mktemp("online-reader-home")
-    repo = Path(__file__).resolve().parents[3] / "feature_repo"
-    tables = compute_feature_tables(HISTORY)
-    write_feature_sources(tables, feature_data_dir(home))
-    store = apply_feature_repo(repo, home)
-    materialize(store, tables.materialize_until.to_pydatetime())
-    moment = tables.materialize_until
-    return SimpleNamespace(store=store, home=home, repo=repo, moment=moment)
+    return SimpleNamespace(home=home, **vars(materialize_history(home, HISTORY)))
 
 
 def _rows(moment: pd.Timestamp) -> list[dict[str, Any]]:
@@ -293,9 +276,8 @@ def renamed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """A copy of the repo with a service that renames its on-demand view (``with_name``)."""
     import shutil
 
-    home = tmp_path_factory.mktemp("renamed-home")
     repo = tmp_path_factory.mktemp("renamed-repo") / "feature_repo"
-    shutil.copytree(Path(__file__).resolve().parents[3] / "feature_repo", repo)
+    shutil.copytree(FEATURE_REPO, repo)
     (repo / "renamed_service.py").write_text(
         "from feast import FeatureService\n"
         "from feature_views import customer_stats_fv, transaction_context_odfv\n\n"
@@ -304,11 +286,7 @@ def renamed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         '    features=[customer_stats_fv, transaction_context_odfv.with_name("context")],\n'
         ")\n"
     )
-    tables = compute_feature_tables(HISTORY)
-    write_feature_sources(tables, feature_data_dir(home))
-    store = apply_feature_repo(repo, home)
-    materialize(store, tables.materialize_until.to_pydatetime())
-    return SimpleNamespace(store=store, moment=tables.materialize_until)
+    return materialize_history(tmp_path_factory.mktemp("renamed-home"), HISTORY, repo)
 
 
 def test_a_service_the_reader_cannot_reproduce_is_read_through_feast_whole(
