@@ -30,7 +30,7 @@ from kaizen.pipeline_steps import (
     evaluate_step, features_step, gate_step, ingest_step, notify_step, register_step, train_step,
     tune_step,
 )
-from kaizen.settings import load_settings
+from kaizen.platform.settings import load_settings
 
 p = json.loads(sys.argv[1])
 run = "bench-in-process"  # tracked in MLflow like the pipeline's steps

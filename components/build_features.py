@@ -33,13 +33,13 @@ def build_features(
         test_data: test rows (Parquet).
         feature_manifest: feature names, feature service, feature views and windows (JSON).
     """
-    from kaizen.pipeline_steps import features_step
-    from kaizen.settings import load_settings
+    from kaizen.steps.build_features import features_step
+    from kaizen.platform.settings import load_settings
 
     manifest = features_step(
         transactions.path,
         feature_repo,
-        load_settings().home,
+        settings=load_settings(),
         train_path=train_data.path,
         validation_path=validation_data.path,
         test_path=test_data.path,

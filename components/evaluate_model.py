@@ -33,12 +33,15 @@ def evaluate_model(
         report: HTML report with ROC, precision-recall and score plots.
         evaluation: every metric, the champion's metrics and the test window (JSON).
     """
-    from kaizen.pipeline_steps import evaluate_step
+    from kaizen.evaluation.metrics import HEADLINE_METRICS
+    from kaizen.platform.settings import load_settings
+    from kaizen.steps.evaluate_model import evaluate_step
 
     result = evaluate_step(
         model.path,
         test_data.path,
         feature_manifest.path,
+        settings=load_settings(),
         evaluation_path=evaluation.path,
         report_path=report.path,
         threshold=decision_threshold,
@@ -46,7 +49,7 @@ def evaluate_model(
         round_index=round_index,
     )
     values = result["metrics"]
-    for name in ("accuracy", "roc_auc", "pr_auc", "precision", "recall", "f1"):
+    for name in HEADLINE_METRICS:
         metrics.log_metric(name, float(values[name]))
     roc = values["roc_curve"]
     classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])

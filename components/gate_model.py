@@ -33,11 +33,13 @@ def gate_model(
     Returns:
         "pass" or "fail".
     """
-    from kaizen.pipeline_steps import gate_step
+    from kaizen.platform.settings import load_settings
+    from kaizen.steps.gate_model import gate_step
 
     result = gate_step(
         evaluation.path,
         decision.path,
+        settings=load_settings(),
         min_accuracy=min_accuracy,
         min_roc_auc=min_roc_auc,
         min_recall=min_recall,

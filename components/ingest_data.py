@@ -34,11 +34,13 @@ def ingest_data(
         run_id: the pipeline run id (its MLflow parent run).
         transactions: validated transactions (Parquet).
     """
-    from kaizen.pipeline_steps import ingest_step
+    from kaizen.platform.settings import load_settings
+    from kaizen.steps.ingest_data import ingest_step
 
     summary = ingest_step(
         source_uri,
         transactions.path,
+        settings=load_settings(),
         seed=seed,
         rows=rows,
         customers=customers,

@@ -23,12 +23,14 @@ def notify_run(
     """
     import json
 
-    from kaizen.pipeline_steps import notify_step
+    from kaizen.platform.settings import load_settings
+    from kaizen.steps.notify_run import notify_step
 
     record = notify_step(
         pipeline=status.pipeline_job_resource_name,
         run=status.pipeline_task_name,
         state=status.state,
+        settings=load_settings(),
         error_message=status.error_message or "",
         webhook_url=webhook_url,
         run_id=run_id,

@@ -28,9 +28,16 @@ def register_model(
     """
     import json
 
-    from kaizen.pipeline_steps import register_step
+    from kaizen.platform.settings import load_settings
+    from kaizen.steps.register_model import register_step
 
-    record = register_step(model.path, decision.path, run_id=run_id, round_index=round_index)
+    record = register_step(
+        model.path,
+        decision.path,
+        settings=load_settings(),
+        run_id=run_id,
+        round_index=round_index,
+    )
     with open(registered.path, "w") as handle:
         json.dump(record, handle, indent=2)
     registered.metadata.update(

@@ -43,21 +43,26 @@ def train_model(
         model: folder with model.keras, features.json and metadata.json (sha256, history).
         training_metrics: final training and validation metrics.
     """
-    from kaizen.pipeline_steps import train_step
+    from kaizen.platform.settings import load_settings
+    from kaizen.steps.train_model import train_step
+    from kaizen.training.model import HyperParameters
 
     summary = train_step(
         train_data.path,
         validation_data.path,
         feature_manifest.path,
         model.path,
-        learning_rate=learning_rate,
-        num_layers=num_layers,
-        units=units,
-        dropout=dropout,
-        batch_size=batch_size,
-        epochs=epochs,
-        patience=patience,
-        seed=seed,
+        settings=load_settings(),
+        hyperparameters=HyperParameters(
+            learning_rate=learning_rate,
+            num_layers=num_layers,
+            units=units,
+            dropout=dropout,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            seed=seed,
+        ),
         run_id=run_id,
         round_index=round_index,
     )

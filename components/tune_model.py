@@ -59,10 +59,13 @@ def tune_model(
     Returns:
         The best hyperparameters, typed for training.
     """
+    import dataclasses
     import json
     from collections import namedtuple
 
-    from kaizen.pipeline_steps import tune_step
+    from kaizen.platform.settings import load_settings
+    from kaizen.steps.tune_model import tune_step
+    from kaizen.training.model import DEFAULT_HYPERPARAMETERS, SEARCHABLE
 
     result = tune_step(
         train_data.path,
@@ -70,19 +73,21 @@ def tune_model(
         feature_manifest.path,
         experiment_spec,
         tuning_result.path + ".work",
+        settings=load_settings(),
         backend=tuning_backend,
         max_trial_count=max_trial_count,
         parallel_trial_count=parallel_trial_count,
         name_suffix=f"{run_id}-r{round_index}",
         run_id=run_id,
         round_index=round_index,
-        defaults={
-            "learning_rate": learning_rate,
-            "num_layers": num_layers,
-            "units": units,
-            "dropout": dropout,
-            "batch_size": batch_size,
-        },
+        defaults=dataclasses.replace(
+            DEFAULT_HYPERPARAMETERS,
+            learning_rate=learning_rate,
+            num_layers=num_layers,
+            units=units,
+            dropout=dropout,
+            batch_size=batch_size,
+        ),
     )
     with open(tuning_result.path, "w") as handle:
         json.dump(result, handle, indent=2)
@@ -90,14 +95,5 @@ def tune_model(
     for metric in optimal.get("observation", {}).get("metrics", []):
         best_metrics.log_metric(metric["name"], float(metric["latest"]))
     tuning_result.metadata["best_trial"] = optimal.get("bestTrialName", "")
-    chosen = result["hyperparameters"]
-    best_hyperparameters = namedtuple(
-        "best_hyperparameters", ["learning_rate", "num_layers", "units", "dropout", "batch_size"]
-    )
-    return best_hyperparameters(
-        chosen["learning_rate"],
-        chosen["num_layers"],
-        chosen["units"],
-        chosen["dropout"],
-        chosen["batch_size"],
-    )
+    best_hyperparameters = namedtuple("best_hyperparameters", SEARCHABLE)
+    return best_hyperparameters(**result["hyperparameters"])

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kaizen.settings import Settings, SettingsError, load_settings
+from kaizen.platform.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
     help="Kaizen: continuous training and delivery on Kubeflow, from one pipeline definition.",
@@ -58,7 +58,7 @@ def compile_command(
     ] = None,
 ) -> None:
     """Compile the training pipeline to YAML (the artifact that goes to the cluster)."""
-    from kaizen.compiler import TRAINING_PIPELINE_YAML, CompileError, compile_pipeline
+    from kaizen.pipeline.compiler import TRAINING_PIPELINE_YAML, CompileError, compile_pipeline
 
     try:
         path = compile_pipeline(output or TRAINING_PIPELINE_YAML, image_digest=image_digest)
@@ -93,9 +93,9 @@ def run(
     ] = None,
 ) -> None:
     """Run the compiled training pipeline locally and print a summary."""
-    from kaizen.compiler import TRAINING_PIPELINE_YAML
-    from kaizen.runner import TaskEvent, run_pipeline
-    from kaizen.summary import summarize_run
+    from kaizen.pipeline.compiler import TRAINING_PIPELINE_YAML
+    from kaizen.pipeline.runner import TaskEvent, run_pipeline
+    from kaizen.pipeline.summary import summarize_run
 
     settings = _settings()
     # Paths the task processes read are made absolute here, so they do not depend on the
@@ -266,9 +266,9 @@ def upload(
 
     Uploading the same pipeline again is a no-op that says so.
     """
-    from kaizen.compiler import TRAINING_PIPELINE_YAML
-    from kaizen.pipeline_store import PipelineSpecError, git_commit, upload_pipeline
-    from kaizen.storage import StorageError, open_store
+    from kaizen.pipeline.compiler import TRAINING_PIPELINE_YAML
+    from kaizen.pipeline.store import PipelineSpecError, git_commit, upload_pipeline
+    from kaizen.platform.storage import StorageError, open_store
 
     settings = _settings()
     try:

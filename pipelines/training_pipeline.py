@@ -20,8 +20,10 @@ from components.notify_run import notify_run
 from components.register_model import register_model
 from components.train_model import train_model
 from components.tune_model import tune_model
+from kaizen.platform.names import DEFAULT_PIPELINE_NAME
+from kaizen.training.model import DEFAULT_HYPERPARAMETERS as HP
 
-PIPELINE_NAME = "kaizen-training"
+PIPELINE_NAME = DEFAULT_PIPELINE_NAME
 MAX_RETUNE_ROUNDS = 2
 TUNING_DATA_PVC = "kaizen-tuning-data"  # also claimed by the trial Job in katib/*.yaml
 
@@ -125,7 +127,7 @@ def _retune(
 )
 def training_pipeline(
     source_uri: str = "",
-    seed: int = 42,
+    seed: int = HP.seed,
     rows: int = 20000,
     customers: int = 400,
     merchants: int = 80,
@@ -142,13 +144,13 @@ def training_pipeline(
     max_trial_count: int = 4,
     parallel_trial_count: int = 2,
     retune_rounds: int = 1,
-    learning_rate: float = 0.001,
-    num_layers: int = 2,
-    units: int = 64,
-    dropout: float = 0.1,
-    batch_size: int = 256,
-    epochs: int = 15,
-    patience: int = 3,
+    learning_rate: float = HP.learning_rate,
+    num_layers: int = HP.num_layers,
+    units: int = HP.units,
+    dropout: float = HP.dropout,
+    batch_size: int = HP.batch_size,
+    epochs: int = HP.epochs,
+    patience: int = HP.patience,
     decision_threshold: float = 0.5,
     min_accuracy: float = 0.80,
     min_roc_auc: float = 0.90,

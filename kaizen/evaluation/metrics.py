@@ -75,6 +75,8 @@ SCALAR_METRICS: tuple[str, ...] = (
     "threshold",
     "base_rate",
 )
+# The quality metrics people read (run summary, gate records, notifications), in that order.
+HEADLINE_METRICS: tuple[str, ...] = SCALAR_METRICS[:6]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kaizen.evaluation.metrics import EvaluationResult, validate_inputs
-from kaizen.fileio import write_bytes_atomic
+from kaizen.platform.fileio import write_bytes_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

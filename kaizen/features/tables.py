@@ -49,7 +49,7 @@ from kaizen.data.columns import (
     RAW_COLUMNS,
     TRANSACTION_ID,
 )
-from kaizen.fileio import atomic_path
+from kaizen.platform.fileio import atomic_path
 
 # The final customer row is stamped this long after as_of, so that "strictly before" its
 # stamp still includes a transaction at as_of itself; far below any real spacing.

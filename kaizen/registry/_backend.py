@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from kaizen.settings import Settings, load_settings
+from kaizen.platform.names import DEFAULT_PIPELINE_NAME
+from kaizen.platform.settings import Settings, load_settings
 
 T = TypeVar("T")
 
 #: The MLflow experiment every pipeline run is tracked in (the pipeline's name).
-EXPERIMENT_NAME = "kaizen-training"
+EXPERIMENT_NAME = DEFAULT_PIPELINE_NAME  # one MLflow experiment per pipeline, named like it
 
 # Tag keys. MLflow's own keys (mlflow.*) are used where the UI understands them.
 TAG_ROLE = "kaizen.role"

@@ -52,7 +52,7 @@ from kaizen.registry.tracking import (
     TAG_KATIB_EXPERIMENT,
     TAG_REGISTERED_VERSION,
 )
-from kaizen.settings import Settings
+from kaizen.platform.settings import Settings
 
 
 def _get_run(client: Any, run_id: str) -> Any | None:

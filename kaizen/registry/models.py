@@ -48,8 +48,8 @@ from kaizen.registry.tracking import (
     ROLE_ROUND,
     TAG_REGISTERED_VERSION,
 )
-from kaizen.settings import Settings
-from kaizen.storage import sha256_file
+from kaizen.platform.settings import Settings
+from kaizen.platform.storage import sha256_file
 from kaizen.training.train import (
     FEATURES_FILE,
     METADATA_FILE,

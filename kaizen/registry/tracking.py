@@ -56,7 +56,7 @@ from kaizen.registry._backend import (
     store_config,
     store_lock,
 )
-from kaizen.settings import Settings
+from kaizen.platform.settings import Settings
 
 if TYPE_CHECKING:
     from kaizen.tuning.result import ExperimentResult, TrialRecord
@@ -153,7 +153,7 @@ def code_version(repo_dir: str | os.PathLike[str] | None = None) -> str:
     for variable in ("KAIZEN_GIT_COMMIT", "GITHUB_SHA"):
         if os.environ.get(variable):
             return os.environ[variable]
-    from kaizen.pipeline_store import git_commit
+    from kaizen.pipeline.store import git_commit
 
     commit = git_commit(repo_dir if repo_dir is not None else Path.cwd())
     if commit is None:

@@ -35,9 +35,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kaizen.platform.names import DEFAULT_MODEL_NAME
+
 DEFAULT_URL = "http://127.0.0.1:8080"
-DEFAULT_MODEL = "fraud-detector"
+DEFAULT_MODEL = DEFAULT_MODEL_NAME
 DEFAULT_TIMEOUT = 10.0
+
+
+class RequestInputError(ValueError):
+    """A value given to the client cannot make a valid request; ``field`` names it.
+
+    ``field`` is one of ``customer_id``, ``merchant_id``, ``amount``, ``timestamp``, ``url``
+    and ``model``, so a caller can point at its own option without reading the message.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ClientError(Exception):
@@ -89,16 +103,19 @@ def parse_timestamp(text: str) -> str:
         The timestamp in UTC, ISO 8601.
 
     Raises:
-        ValueError: not ISO 8601, or without an offset (the server would guess the zone).
+        RequestInputError: not ISO 8601, or without an offset (the server would guess the zone).
     """
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(
-            f"expected an ISO 8601 timestamp such as 2026-01-31T12:00:00+00:00, got {text!r}"
+        raise RequestInputError(
+            "timestamp",
+            f"expected an ISO 8601 timestamp such as 2026-01-31T12:00:00+00:00, got {text!r}",
         ) from None
     if parsed.tzinfo is None:
-        raise ValueError(f"timestamp must carry a UTC offset (e.g. +00:00 or Z), got {text!r}")
+        raise RequestInputError(
+            "timestamp", f"timestamp must carry a UTC offset (e.g. +00:00 or Z), got {text!r}"
+        )
     return parsed.astimezone(UTC).isoformat()
 
 
@@ -117,13 +134,13 @@ def entity_instance(
         The instance object.
 
     Raises:
-        ValueError: an empty id, a non-finite amount or a timestamp without offset.
+        RequestInputError: an empty id, a non-finite amount or a timestamp without offset.
     """
-    for name, value in (("customer id", customer_id), ("merchant id", merchant_id)):
+    for field, value in (("customer_id", customer_id), ("merchant_id", merchant_id)):
         if not value.strip():
-            raise ValueError(f"{name} is empty")
+            raise RequestInputError(field, f"{field.replace('_', ' ')} is empty")
     if not math.isfinite(amount):
-        raise ValueError(f"amount must be a finite number, got {amount}")
+        raise RequestInputError("amount", f"amount must be a finite number, got {amount}")
     instance: dict[str, Any] = {
         "customer_id": customer_id,
         "merchant_id": merchant_id,
@@ -222,9 +239,11 @@ class PredictClient:
     ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"expected an http(s) URL such as {DEFAULT_URL}, got {url!r}")
+            raise RequestInputError(
+                "url", f"expected an http(s) URL such as {DEFAULT_URL}, got {url!r}"
+            )
         if not model or "/" in model:
-            raise ValueError(f"expected a model name without '/', got {model!r}")
+            raise RequestInputError("model", f"expected a model name without '/', got {model!r}")
         self.url = url.rstrip("/")
         self.model = model
         self.timeout = timeout

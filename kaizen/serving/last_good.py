@@ -51,7 +51,7 @@ def last_good_root(home: str | os.PathLike[str] | None = None) -> Path:
         The folder (not created).
     """
     if home is None:
-        from kaizen.settings import load_settings
+        from kaizen.platform.settings import load_settings
 
         home = load_settings().home
     return Path(home) / "serving" / "last-good"

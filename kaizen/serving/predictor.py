@@ -51,6 +51,7 @@ from kserve.model import InferenceVerb, InferReturnType
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kaizen.data.columns import AMOUNT, CUSTOMER_ID, EVENT_TIMESTAMP, MERCHANT_ID
+from kaizen.platform.names import DEFAULT_MODEL_NAME
 from kaizen.serving.errors import PredictionFailedError, RequestTimeoutError
 from kaizen.serving.schema import (
     DEFAULT_MAX_BATCH,
@@ -61,9 +62,8 @@ from kaizen.serving.schema import (
 
 if TYPE_CHECKING:
     from kaizen.registry import ModelVersionInfo
-    from kaizen.settings import Settings
+    from kaizen.platform.settings import Settings
 
-DEFAULT_MODEL_NAME = "fraud-detector"
 DEFAULT_THRESHOLD = 0.5
 FEATURES_FILE = "features.json"
 OUTPUT_NAME = "fraud_probability"
@@ -173,7 +173,7 @@ class FraudPredictor(kserve.Model):
         from kaizen.features.store import DEFAULT_FEATURE_SERVICE
         from kaizen.registry import download_model_version
         from kaizen.registry.models import TAG_FEATURE_SERVICE
-        from kaizen.settings import load_settings
+        from kaizen.platform.settings import load_settings
         from kaizen.training.train import load_model
 
         settings = self._settings or load_settings()
@@ -250,7 +250,7 @@ class FraudPredictor(kserve.Model):
             True when the copy is in place.
         """
         from kaizen.serving import last_good
-        from kaizen.settings import load_settings
+        from kaizen.platform.settings import load_settings
 
         if self.info is None or not self._verified_files:
             return False

@@ -53,11 +53,11 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferResponse
 
+from kaizen.platform.names import DEFAULT_MODEL_NAME
 from kaizen.serving import metrics
 from kaizen.serving.canary import CanaryDecision, CanaryPolicy, VariantStats, judge
 from kaizen.serving.errors import PredictionFailedError, RequestTimeoutError
 from kaizen.serving.predictor import (
-    DEFAULT_MODEL_NAME,
     DEFAULT_THRESHOLD,
     OUTPUT_NAME,
     FraudPredictor,
@@ -66,7 +66,7 @@ from kaizen.serving.schema import DEFAULT_MAX_BATCH
 
 if TYPE_CHECKING:
     from kaizen.registry.models import ModelRegistry
-    from kaizen.settings import Settings
+    from kaizen.platform.settings import Settings
 
 logger = logging.getLogger("kaizen.serving.router")
 
@@ -187,7 +187,7 @@ class ModelRouter(kserve.Model):
 
     def _loaded_settings(self) -> Settings:
         if self._settings is None:
-            from kaizen.settings import load_settings
+            from kaizen.platform.settings import load_settings
 
             self._settings = load_settings()
         return self._settings
@@ -525,7 +525,7 @@ class ModelRouter(kserve.Model):
         challenger: _Variant,
         decision: CanaryDecision,
     ) -> None:
-        from kaizen.monitoring.notify import Notification, notify
+        from kaizen.platform.notify import Notification, notify
 
         settings = self._loaded_settings()
         notify(

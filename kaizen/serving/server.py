@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from kaizen.platform.names import DEFAULT_MODEL_NAME
 from kaizen.serving.schema import DEFAULT_MAX_BATCH
 
 if TYPE_CHECKING:
@@ -64,9 +65,6 @@ if TYPE_CHECKING:
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-# Same value as kaizen.serving.predictor.DEFAULT_MODEL_NAME, repeated so that importing this
-# module does not import KServe.
-DEFAULT_MODEL_NAME = "fraud-detector"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024

@@ -65,7 +65,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from kaizen.fileio import write_json_atomic
+from kaizen.platform.fileio import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kaizen.fileio import atomic_path, write_json_atomic
+from kaizen.platform.fileio import atomic_path, write_json_atomic
 from kaizen.training.model import import_keras
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +91,7 @@ class HyperParameters:
     units: int = 64
     dropout: float = 0.1
     batch_size: int = 256
-    epochs: int = 20
+    epochs: int = 15
     patience: int = 3
     seed: int = 42
 
@@ -142,6 +142,40 @@ class HyperParameters:
                 unknown[0], f"unknown hyperparameter(s) {unknown}; expected some of {sorted(known)}"
             )
         return cls(**values)
+
+    def with_assignments(self, assignments: Mapping[str, str]) -> HyperParameters:
+        """These hyperparameters with a search's string assignments (Katib's) typed in.
+
+        Only the searchable fields (``SEARCHABLE``) are read from ``assignments``; every
+        other value, and a searchable one the search did not set, is kept.
+
+        Raises:
+            HyperParameterError: an assignment is not a number of its field's type, or is
+                outside the field's range.
+        """
+        chosen: dict[str, Any] = self.to_dict()
+        for name in SEARCHABLE:
+            if name not in assignments:
+                continue
+            raw = assignments[name]
+            try:
+                number = float(raw)
+            except ValueError:
+                raise HyperParameterError(name, f"tuned {name}={raw!r} is not a number") from None
+            if _RANGES[name][0] is int:
+                if not number.is_integer():
+                    raise HyperParameterError(
+                        name, f"tuned {name}={raw!r} is not a whole number"
+                    )
+                chosen[name] = int(number)
+            else:
+                chosen[name] = number
+        return HyperParameters(**chosen)
+
+
+# The fields a Katib Experiment may search; the rest (epochs, patience, seed) are run settings.
+SEARCHABLE: tuple[str, ...] = ("learning_rate", "num_layers", "units", "dropout", "batch_size")
+DEFAULT_HYPERPARAMETERS = HyperParameters()
 
 
 def build_model(

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from kaizen.data.columns import LABEL
-from kaizen.fileio import atomic_path, write_text_atomic
-from kaizen.storage import sha256_file
+from kaizen.platform.fileio import atomic_path, write_text_atomic
+from kaizen.platform.storage import sha256_file
 from kaizen.training.checkpoint import (
     EpochHistory,
     make_history_recorder,

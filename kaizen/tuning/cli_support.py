@@ -27,7 +27,7 @@ def prepare_default_data(
 
     Reuses what an earlier call prepared for the same rows and seed.
     """
-    from kaizen.pipeline_steps import features_step, ingest_step
+    from kaizen.steps import features_step, ingest_step
 
     data_dir = kaizen_home / "tuning" / "data" / f"rows{rows}-seed{seed}"
     paths = {
@@ -50,7 +50,7 @@ def prepare_default_data(
         manifest_path=manifest_path,
     )
     manifest = json.loads(manifest_path.read_text())
-    from kaizen.fileio import write_json_atomic
+    from kaizen.platform.fileio import write_json_atomic
 
     write_json_atomic(paths["features"], list(manifest["feature_names"]))
     return paths

@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
-from kaizen.fileio import write_json_atomic
+from kaizen.platform.fileio import write_json_atomic
 from kaizen.tuning.optuna_map import (
     SearchParameter,
     TuningConfigError,

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from kaizen.registry import ModelRegistry
-from kaizen.settings import Settings
+from kaizen.platform.settings import Settings
 from tests.support.serving import ServerProcess, export_tiny_model, http_call, metric, register
 
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]

@@ -340,7 +340,7 @@ def test_the_last_good_copy_of_a_registered_champion_loads_and_scores(
 
     from kaizen.registry import download_model_version
     from kaizen.serving.last_good import recall, remember
-    from kaizen.settings import load_settings
+    from kaizen.platform.settings import load_settings
     from kaizen.training.train import load_model, predict_proba
 
     home = tmp_path / "last-good-home"

@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from kaizen.compiler import TRAINING_PIPELINE_YAML
-from kaizen.runner import RunResult, run_pipeline
-from kaizen.settings import load_settings
-from kaizen.summary import summarize_run
+from kaizen.pipeline.compiler import TRAINING_PIPELINE_YAML
+from kaizen.pipeline.runner import RunResult, run_pipeline
+from kaizen.platform.settings import load_settings
+from kaizen.pipeline.summary import summarize_run
 
 SMALL = {
     "rows": 6000,

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def features(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from kaizen.pipeline_steps import features_step, ingest_step
+    from kaizen.steps import features_step, ingest_step
 
     home = tmp_path_factory.mktemp("tuning-home")
     work = home / "work"

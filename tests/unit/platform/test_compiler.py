@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kaizen.compiler import TRAINING_PIPELINE_YAML, CompileError, compile_pipeline
+from kaizen.pipeline.compiler import TRAINING_PIPELINE_YAML, CompileError, compile_pipeline
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

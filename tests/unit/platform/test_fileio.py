@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from kaizen.fileio import atomic_path, write_json_atomic, write_text_atomic
+from kaizen.platform.fileio import atomic_path, write_json_atomic, write_text_atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:

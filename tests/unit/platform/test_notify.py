@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kaizen.monitoring.notify import Notification, notify, redact_url
+from kaizen.platform.notify import Notification, notify, redact_url
 
 
 class _Hook:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from moto.server import ThreadedMotoServer
 
-from kaizen.pipeline_store import (
+from kaizen.pipeline.store import (
     GitCommit,
     PipelineSpecError,
     git_commit,
@@ -21,7 +21,7 @@ from kaizen.pipeline_store import (
     list_pipeline_versions,
     upload_pipeline,
 )
-from kaizen.storage import LocalObjectStore, ObjectStore, S3ObjectStore, StorageError, sha256_bytes
+from kaizen.platform.storage import LocalObjectStore, ObjectStore, S3ObjectStore, StorageError, sha256_bytes
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 T1 = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)

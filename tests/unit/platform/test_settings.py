@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from kaizen.settings import SettingsError, load_settings
+from kaizen.platform.settings import SettingsError, load_settings
 
 
 def test_defaults_resolve_home_to_an_absolute_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from kaizen.storage import (
+from kaizen.platform.storage import (
     KeyExistsError,
     KeyNotFoundError,
     LocalObjectStore,

@@ -26,8 +26,8 @@ import pytest
 from minio import Minio
 from moto.server import ThreadedMotoServer
 
-from kaizen.settings import load_settings
-from kaizen.storage import (
+from kaizen.platform.settings import load_settings
+from kaizen.platform.storage import (
     MIN_PART_SIZE,
     KeyExistsError,
     KeyNotFoundError,
@@ -264,7 +264,7 @@ def test_s3_stream_dying_midway_aborts_the_multipart_upload(
 _KILLED_WRITER = textwrap.dedent(
     """
     import io, os, sys
-    from kaizen.storage import MIN_PART_SIZE, S3ObjectStore, sha256_bytes
+    from kaizen.platform.storage import MIN_PART_SIZE, S3ObjectStore, sha256_bytes
 
     endpoint, bucket = sys.argv[1], sys.argv[2]
     data = bytes(range(256)) * (11 * 4096)

@@ -24,8 +24,8 @@ from kaizen.registry import (
     register_challenger,
     rollback,
 )
-from kaizen.settings import load_settings
-from kaizen.storage import sha256_file
+from kaizen.platform.settings import load_settings
+from kaizen.platform.storage import sha256_file
 from kaizen.training.digest import model_content_digest
 from kaizen.training.train import ModelFileError
 

@@ -19,8 +19,8 @@ from kaizen.registry import (
     load_model_version,
     register_challenger,
 )
-from kaizen.settings import load_settings
-from kaizen.storage import sha256_file
+from kaizen.platform.settings import load_settings
+from kaizen.platform.storage import sha256_file
 from kaizen.training.train import load_model
 
 

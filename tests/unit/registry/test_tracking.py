@@ -19,7 +19,7 @@ from kaizen.registry import (
     ui_command,
 )
 from kaizen.registry._backend import store_config
-from kaizen.settings import Settings, load_settings
+from kaizen.platform.settings import Settings, load_settings
 from kaizen.tuning.result import ExperimentResult, TrialRecord
 
 MANIFEST = {

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from kaizen.storage import sha256_file
+from kaizen.platform.storage import sha256_file
 from kaizen.training.digest import model_content_digest
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from kaizen.fileio import write_text_atomic
+from kaizen.platform.fileio import write_text_atomic
 
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
-PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
 TRAINING_PIPELINE_YAML = PIPELINES_DIR / "training_pipeline.yaml"
 
 

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kaizen.platform.names import DEFAULT_MODEL_NAME, DEFAULT_PIPELINE_NAME
+
 ENV_PREFIX = "KAIZEN_"
 # Minio's well-known development credentials: fine on a laptop, refused in production.
 PLACEHOLDER_SECRET = "minioadmin"
@@ -52,7 +54,11 @@ class Settings(BaseSettings):
         default=None,
         description="MLflow tracking/registry URI; default SQLite under KAIZEN_HOME.",
     )
-    model_name: str = Field(default="fraud-detector", description="Registered model name.")
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, description="Registered model name.")
+    pipeline_name: str = Field(
+        default=DEFAULT_PIPELINE_NAME,
+        description="Pipeline name in the object store and KFP; the MLflow experiment's name.",
+    )
     feature_repo: Path = Field(
         default=Path("feature_repo"),
         description="Feast repository with the feature definitions.",
@@ -60,6 +66,10 @@ class Settings(BaseSettings):
     webhook_url: AnyHttpUrl | None = Field(
         default=None,
         description="If set, the notify step POSTs a JSON summary of every run here.",
+    )
+    git_commit: str | None = Field(
+        default=None,
+        description="The commit the code came from, set by the image build or the submitter.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -30,7 +30,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 from pydantic import SecretStr
 
-from kaizen.fileio import atomic_path, write_bytes_atomic
+from kaizen.platform.fileio import atomic_path, write_bytes_atomic
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -801,7 +801,7 @@ class S3ObjectStore(ObjectStore):
 
 def open_store(settings: object | None = None) -> ObjectStore:
     """The object store the settings select (``KAIZEN_STORAGE_BACKEND``)."""
-    from kaizen.settings import Settings, load_settings
+    from kaizen.platform.settings import Settings, load_settings
 
     resolved = settings if isinstance(settings, Settings) else load_settings()
     if resolved.storage_backend == "local":

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaizen.runner import RunResult
+from kaizen.pipeline.runner import RunResult
 from kaizen.tuning.cli_support import short_value
 
 METRIC_ORDER = ("accuracy", "roc_auc", "pr_auc", "precision", "recall", "f1")

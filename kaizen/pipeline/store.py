@@ -28,16 +28,16 @@ from typing import Any
 
 import yaml
 
-from kaizen.storage import KeyExistsError, ObjectStore, StorageError, sha256_bytes
+from kaizen.platform.names import DEFAULT_PIPELINE_NAME
+from kaizen.platform.storage import KeyExistsError, ObjectStore, StorageError, sha256_bytes
 
-DEFAULT_PIPELINE_NAME = "kaizen-training"
 PIPELINES_PREFIX = "pipelines"
 REQUIRED_SECTIONS = ("pipelineInfo", "root", "deploymentSpec")
 CONTENT_HASH_CHARS = 16
 COMMIT_CHARS = 12
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 _COMMIT_PATTERN = re.compile(r"^[0-9a-f]{7,64}$")
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class PipelineSpecError(ValueError):
@@ -246,7 +246,7 @@ def upload_pipeline(
     """Store a compiled pipeline YAML at its versioned key; a repeated upload is a no-op.
 
     Args:
-        store: the object store (``kaizen.storage.open_store()``).
+        store: the object store (``kaizen.platform.storage.open_store()``).
         yaml_path: the compiled pipeline (``kaizen compile`` output).
         name: the pipeline's folder under ``pipelines/``.
         git_commit: the commit the YAML was compiled from (``git_commit()``, or a hex sha
