@@ -33,8 +33,8 @@ def build_features(
         test_data: test rows (Parquet).
         feature_manifest: feature names, feature service, feature views and windows (JSON).
     """
-    from kaizen.steps.build_features import features_step
     from kaizen.platform.settings import load_settings
+    from kaizen.steps.build_features import features_step
 
     manifest = features_step(
         transactions.path,

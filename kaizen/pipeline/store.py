@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,32 +27,18 @@ from typing import Any
 
 import yaml
 
+from kaizen.platform.git import COMMIT_PATTERN, GitCommit
 from kaizen.platform.names import DEFAULT_PIPELINE_NAME
 from kaizen.platform.storage import KeyExistsError, ObjectStore, StorageError, sha256_bytes
 
 PIPELINES_PREFIX = "pipelines"
 REQUIRED_SECTIONS = ("pipelineInfo", "root", "deploymentSpec")
 CONTENT_HASH_CHARS = 16
-COMMIT_CHARS = 12
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-_COMMIT_PATTERN = re.compile(r"^[0-9a-f]{7,64}$")
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class PipelineSpecError(ValueError):
     """A file given as a compiled pipeline is not a KFP pipeline spec."""
-
-
-@dataclass(frozen=True)
-class GitCommit:
-    """The commit the code came from, and whether tracked files differed from it."""
-
-    sha: str
-    dirty: bool = False
-
-    @property
-    def short(self) -> str:
-        return self.sha[:COMMIT_CHARS]
 
 
 @dataclass(frozen=True)
@@ -75,37 +60,6 @@ class UploadResult:
     content_sha256: str
     already_present: bool
     message: str
-
-
-def git_commit(repo: str | os.PathLike[str] | None = None) -> GitCommit | None:
-    """The commit checked out in ``repo`` (default: this source tree), or ``None``.
-
-    Args:
-        repo: a folder inside a git working tree.
-
-    Returns:
-        The ``HEAD`` commit and whether tracked files have uncommitted changes; ``None``
-        when git is not installed, ``repo`` is not in a git working tree, or git fails.
-    """
-    folder = Path(repo) if repo is not None else _REPO_ROOT
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(folder), *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-
-    try:
-        sha = git("rev-parse", "--verify", "HEAD")
-        changes = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return None
-    if not _COMMIT_PATTERN.match(sha):
-        return None
-    return GitCommit(sha=sha, dirty=bool(changes))
 
 
 def load_pipeline_spec(yaml_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -188,7 +142,7 @@ def _as_commit(value: GitCommit | str | None) -> GitCommit | None:
     if value is None or isinstance(value, GitCommit):
         return value
     sha = value.strip().lower()
-    if not _COMMIT_PATTERN.match(sha):
+    if not COMMIT_PATTERN.match(sha):
         raise ValueError(f"git commit must be 7 to 64 hex characters, got {value!r}")
     return GitCommit(sha=sha)
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kaizen.evaluation.metrics import HEADLINE_METRICS
 from kaizen.pipeline.runner import RunResult
-from kaizen.tuning.cli_support import short_value
-
-METRIC_ORDER = ("accuracy", "roc_auc", "pr_auc", "precision", "recall", "f1")
+from kaizen.tuning.result import short_value
 
 
 @dataclass
@@ -99,7 +98,7 @@ class RunSummary:
                     "test metrics",
                     "  ".join(
                         f"{name} {self.metrics[name]:.3f}"
-                        for name in METRIC_ORDER
+                        for name in HEADLINE_METRICS
                         if name in self.metrics
                     ),
                 )
@@ -193,7 +192,7 @@ def summarize_run(result: RunResult, reports_dir: Path | None = None) -> RunSumm
     metrics = evaluation.get("metrics", {})
     summary.metrics = {
         name: float(metrics[name])
-        for name in METRIC_ORDER
+        for name in HEADLINE_METRICS
         if isinstance(metrics.get(name), int | float)
     }
     gate_task, _ = latest_round_task(result, "gate-model")

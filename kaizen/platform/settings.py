@@ -1,12 +1,15 @@
 """One settings object for the whole platform, read from ``KAIZEN_*`` environment variables.
 
-Settings are read when a command starts (``load_settings``), never at import time, and an
+Settings are read when a program starts (``load_settings``), never at import time, and an
 invalid value stops the program with a message naming the variable and what was expected.
+Only entry points read them: the CLI commands, each pipeline component, the model server's
+``main`` and the benchmarks. Library code takes a ``Settings`` (or just the value it needs,
+such as ``home``) as an argument, so a test builds ``Settings(home=tmp_path)`` instead of
+patching the environment.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -137,9 +140,3 @@ def load_settings() -> Settings:
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
     return settings.model_copy(update={"home": settings.home.expanduser().absolute()})
-
-
-@lru_cache(maxsize=1)
-def cached_settings() -> Settings:
-    """Settings for long-running processes that read them once."""
-    return load_settings()

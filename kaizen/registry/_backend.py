@@ -119,7 +119,8 @@ def _is_database_uri(uri: str) -> bool:
     return scheme in _DATABASE_SCHEMES
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_database(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, or None for any other URI."""
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
@@ -136,7 +137,7 @@ def store_config(settings: Settings | None = None) -> StoreConfig:
     """
     resolved = settings or load_settings()
     uri = resolved.tracking_uri
-    database = _sqlite_path(uri)
+    database = sqlite_database(uri)
     if database is not None:
         # Beside the database: two homes sharing one database still share one lock.
         lock_path = database.with_name(database.name + ".lock")
@@ -300,7 +301,7 @@ def client_for(config: StoreConfig) -> Any:
         os.environ.setdefault(name, value)
     from mlflow import MlflowClient
 
-    database = _sqlite_path(config.tracking_uri)
+    database = sqlite_database(config.tracking_uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
     with store_lock(config):

@@ -153,7 +153,7 @@ def code_version(repo_dir: str | os.PathLike[str] | None = None) -> str:
     for variable in ("KAIZEN_GIT_COMMIT", "GITHUB_SHA"):
         if os.environ.get(variable):
             return os.environ[variable]
-    from kaizen.pipeline.store import git_commit
+    from kaizen.platform.git import git_commit
 
     commit = git_commit(repo_dir if repo_dir is not None else Path.cwd())
     if commit is None:

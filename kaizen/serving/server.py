@@ -50,8 +50,8 @@ import signal
 import sys
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -199,6 +199,37 @@ def parse_args(argv: Sequence[str] | None = None) -> ServingConfig:
         option = str(error).split(" ", 1)[0].replace("_", "-")
         parser.error(f"--{option}: {error}")
     raise AssertionError("unreachable: parser.error exits")  # pragma: no cover
+
+
+def server_arguments(choices: Mapping[str, object]) -> list[str]:
+    """The command line of ``python -m kaizen.serving.server`` for the options a user chose.
+
+    Args:
+        choices: ``ServingConfig`` field names to values; None means "the server's default"
+            and is left out; ``canary=False`` and ``access_log=True`` become the flags.
+
+    Returns:
+        ``["--http-port", "8080", ...]``, options in ``ServingConfig`` field order.
+
+    Raises:
+        ValueError: a name that is not a ``ServingConfig`` field.
+    """
+    known = [field.name for field in fields(ServingConfig)]
+    unknown = sorted(set(choices) - set(known))
+    if unknown:
+        raise ValueError(f"unknown server option(s) {unknown}; expected some of {known}")
+    args: list[str] = []
+    for name in known:
+        value = choices.get(name)
+        if value is None:
+            continue
+        if name == "canary":
+            args += [] if value else ["--no-canary"]
+        elif name == "access_log":
+            args += ["--access-log"] if value else []
+        else:
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
 
 
 def build_models(config: ServingConfig) -> list[kserve.Model]:

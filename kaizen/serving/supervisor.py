@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import os
 import signal
@@ -131,6 +132,23 @@ def state_path(home: str | os.PathLike[str], port: int) -> Path:
         The state file path.
     """
     return Path(home) / "serving" / f"supervisor-{port}.json"
+
+
+def running_supervisor(home: str | os.PathLike[str], port: int) -> int | None:
+    """The pid of a live supervisor serving ``port`` under ``home``, or None.
+
+    A state file left by a supervisor that died without cleaning up is stale: None.
+    """
+    from kaizen.platform.processes import pid_alive
+
+    try:
+        state = json.loads(state_path(home, port).read_text())
+        pid = int(state.get("supervisor_pid") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    if state.get("state") == "stopped" or pid == os.getpid() or not pid_alive(pid):
+        return None
+    return pid
 
 
 def log_path(home: str | os.PathLike[str], port: int) -> Path:

@@ -51,5 +51,7 @@ def ingest_step(
     write_parquet(result.frame, Path(output_path))
     run = tracker(run_id, settings)
     if run is not None:
-        run.log_pipeline_params({"source_uri": source_uri, **({} if source_uri else asdict(config))})
+        run.log_pipeline_params(
+            {"source_uri": source_uri, **({} if source_uri else asdict(config))}
+        )
     return {"source": result.source, "rows": result.rows, **result.summary}

@@ -32,9 +32,7 @@ def register_step(
     run = tracker(run_id, settings)
     if run is None:
         raise ValueError("registering needs the pipeline run id (run_id)")
-    info = register_challenger(
-        model_dir, run_id=run.round_run_id(round_index), settings=settings
-    )
+    info = register_challenger(model_dir, run_id=run.round_run_id(round_index), settings=settings)
     record = info.to_dict()
     record["round"] = round_index
     return record

@@ -322,3 +322,12 @@ def build_optimal_trial(
         ],
         "observation": {"metrics": observations},
     }
+
+
+def short_value(value: str) -> str:
+    """A Katib parameter value as people read it: ``0.0012345678`` -> ``0.001235``."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() else f"{number:.4g}"

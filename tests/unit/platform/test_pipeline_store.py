@@ -14,13 +14,12 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from kaizen.pipeline.store import (
-    GitCommit,
     PipelineSpecError,
-    git_commit,
     index_key,
     list_pipeline_versions,
     upload_pipeline,
 )
+from kaizen.platform.git import GitCommit, git_commit
 from kaizen.platform.storage import LocalObjectStore, ObjectStore, S3ObjectStore, StorageError, sha256_bytes
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -1,0 +1,5 @@
+"""``python -m kaizen.cli``: the same as the ``kaizen`` command."""
+
+from kaizen.cli import app
+
+app()
