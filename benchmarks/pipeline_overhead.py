@@ -26,34 +26,38 @@ TARGET_RATIO = 1.5
 IN_PROCESS = r"""
 import json, sys, tempfile
 from pathlib import Path
-from kaizen.pipeline_steps import (
+from kaizen.platform.settings import load_settings
+from kaizen.steps import (
     evaluate_step, features_step, gate_step, ingest_step, notify_step, register_step, train_step,
     tune_step,
 )
-from kaizen.platform.settings import load_settings
+from kaizen.training.model import HyperParameters
 
 p = json.loads(sys.argv[1])
 run = "bench-in-process"  # tracked in MLflow like the pipeline's steps
-home = load_settings().home
-work = Path(tempfile.mkdtemp(dir=home))
-ingest_step("", work / "transactions", seed=p["seed"], rows=p["rows"], run_id=run)
+settings = load_settings()
+work = Path(tempfile.mkdtemp(dir=settings.home))
+ingest_step("", work / "transactions", settings=settings, seed=p["seed"], rows=p["rows"],
+            run_id=run)
 features_step(
-    work / "transactions", p["feature_repo"], home,
+    work / "transactions", p["feature_repo"], settings=settings,
     train_path=work / "train", validation_path=work / "validation", test_path=work / "test",
     manifest_path=work / "manifest", run_id=run,
 )
 tuned = tune_step(
     work / "train", work / "validation", work / "manifest", p["experiment"], work / "tuning",
-    max_trial_count=4, parallel_trial_count=2, name_suffix="bench", run_id=run,
+    settings=settings, max_trial_count=4, parallel_trial_count=2, name_suffix="bench",
+    run_id=run,
 )["hyperparameters"]
-train_step(work / "train", work / "validation", work / "manifest", work / "model", seed=p["seed"],
-           run_id=run, **tuned)
-evaluate_step(work / "model", work / "test", work / "manifest",
+hyperparameters = HyperParameters(seed=p["seed"], **tuned)
+train_step(work / "train", work / "validation", work / "manifest", work / "model",
+           settings=settings, hyperparameters=hyperparameters, run_id=run)
+evaluate_step(work / "model", work / "test", work / "manifest", settings=settings,
               evaluation_path=work / "evaluation", report_path=work / "report", run_id=run)
-decision = gate_step(work / "evaluation", work / "decision", run_id=run)
+decision = gate_step(work / "evaluation", work / "decision", settings=settings, run_id=run)
 if decision["passed"]:
-    register_step(work / "model", work / "decision", run_id=run)
-notify_step("kaizen-training", "bench", "SUCCEEDED", run_id=run)
+    register_step(work / "model", work / "decision", settings=settings, run_id=run)
+notify_step(settings.pipeline_name, "bench", "SUCCEEDED", settings=settings, run_id=run)
 """
 
 

@@ -158,6 +158,7 @@ def _train_and_register(home: Path, names: list[str], store: Any, seed: int) -> 
 
     from kaizen.data.columns import LABEL
     from kaizen.features import feature_view_names
+    from kaizen.platform.settings import Settings
     from kaizen.registry import PipelineRunTracker, register_challenger
     from kaizen.training.model import HyperParameters
     from kaizen.training.train import train
@@ -183,7 +184,8 @@ def _train_and_register(home: Path, names: list[str], store: Any, seed: int) -> 
         )
     training_data = home / "benchmark-training.parquet"
     random_frame(16).to_parquet(training_data)
-    tracker = PipelineRunTracker("serving-benchmark")
+    settings = Settings(home=home)
+    tracker = PipelineRunTracker("serving-benchmark", settings=settings)
     tracker.log_data(
         manifest={
             "feature_service": FEATURE_SERVICE,
@@ -192,7 +194,7 @@ def _train_and_register(home: Path, names: list[str], store: Any, seed: int) -> 
         },
         training_data=training_data,
     )
-    info = register_challenger(export, run_id=tracker.round_run_id(0))
+    info = register_challenger(export, run_id=tracker.round_run_id(0), settings=settings)
     return int(info.version)
 
 
@@ -854,7 +856,7 @@ def main() -> int:
     load = os.getloadavg()[0]  # others' work on the same CPUs shows in every figure
     with tempfile.TemporaryDirectory(prefix="kaizen-serving-bench-") as scratch:
         home = Path(scratch)
-        os.environ["KAIZEN_HOME"] = str(home)  # the registry and Feast read it
+        os.environ["KAIZEN_HOME"] = str(home)  # for the servers and Feast commands it starts
         print("setup: data, feature store, model, registry ...", file=sys.stderr, flush=True)
         fixture = _prepare(home, transactions=args.transactions, pool=args.entities, seed=args.seed)
         print(

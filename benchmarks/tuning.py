@@ -53,14 +53,17 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20000)
     args = parser.parse_args()
 
-    from kaizen.tuning.cli_support import prepare_default_data
+    from kaizen.cli.tune import prepare_default_data
+    from kaizen.platform.settings import Settings
     from kaizen.tuning.spec import apply_overrides, load_experiment
 
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(scratch)
         os.environ["KAIZEN_HOME"] = str(home)
         with contextlib.redirect_stdout(io.StringIO()):
-            data = prepare_default_data(home, REPO / "feature_repo", rows=args.rows)
+            data = prepare_default_data(
+                Settings(home=home, feature_repo=REPO / "feature_repo"), rows=args.rows
+            )
         base = load_experiment(REPO / "katib" / "fraud-mlp-tpe.yaml")
         base = apply_overrides(
             base,

@@ -95,5 +95,5 @@ def tune_model(
     for metric in optimal.get("observation", {}).get("metrics", []):
         best_metrics.log_metric(metric["name"], float(metric["latest"]))
     tuning_result.metadata["best_trial"] = optimal.get("bestTrialName", "")
-    best_hyperparameters = namedtuple("best_hyperparameters", SEARCHABLE)
+    best_hyperparameters = namedtuple("best_hyperparameters", list(SEARCHABLE))  # type: ignore[misc]
     return best_hyperparameters(**result["hyperparameters"])

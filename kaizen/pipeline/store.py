@@ -200,7 +200,7 @@ def upload_pipeline(
     """Store a compiled pipeline YAML at its versioned key; a repeated upload is a no-op.
 
     Args:
-        store: the object store (``kaizen.platform.storage.open_store()``).
+        store: the object store (``kaizen.platform.storage.open_store(settings)``).
         yaml_path: the compiled pipeline (``kaizen compile`` output).
         name: the pipeline's folder under ``pipelines/``.
         git_commit: the commit the YAML was compiled from (``git_commit()``, or a hex sha

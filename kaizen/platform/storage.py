@@ -13,7 +13,6 @@ credentials kept out of every log line, repr and error message.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import io
@@ -26,16 +25,17 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
-from xml.sax.saxutils import escape as xml_escape
 
 from pydantic import SecretStr
 
+from kaizen.platform import minio_adapter
 from kaizen.platform.fileio import atomic_path, write_bytes_atomic
 
 if TYPE_CHECKING:
     from minio import Minio
     from minio.error import S3Error
-    from minio.helpers import DictType
+
+    from kaizen.platform.settings import Settings
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -282,7 +282,7 @@ class S3ObjectStore(ObjectStore):
       for objects larger than ``part_size``), so of two racing writers exactly one wins.
       minio-py 7.2's public ``put_object`` turns every extra header into user metadata
       (``x-amz-meta-if-none-match``, which the server ignores), so writes go through the
-      client's request layer (``Minio._execute``) that signs and sends the real header.
+      client's request layer, reached through :mod:`kaizen.platform.minio_adapter`.
     - Every object carries its sha256 in user metadata (``x-amz-meta-sha256``); reads
       verify it and refuse an object without it or with other bytes.
     - Objects larger than ``part_size`` are sent as a multipart upload that only becomes
@@ -331,18 +331,20 @@ class S3ObjectStore(ObjectStore):
 
         Raises:
             ValueError: an argument is out of range or malformed (endpoint, bucket name).
+            UnsupportedLibraryVersionError: the installed minio is not a version
+                :mod:`kaizen.platform.minio_adapter` was written for.
         """
         import certifi
         import urllib3
         from minio import Minio
-        from minio.helpers import check_bucket_name
 
+        minio_adapter.check_version()
         if not endpoint or "://" in endpoint or "/" in endpoint:
             raise ValueError(
                 f"S3 endpoint must be host:port without a scheme or path (TLS is chosen by "
                 f"secure=...), got {endpoint!r}"
             )
-        check_bucket_name(bucket)
+        minio_adapter.validate_bucket_name(bucket)
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
         if backoff_s < 0:
@@ -535,7 +537,7 @@ class S3ObjectStore(ObjectStore):
             and self._stored_sha256(key) == sha256
         )
 
-    def _object_headers(self, sha256: str) -> DictType:
+    def _object_headers(self, sha256: str) -> dict[str, str]:
         return {"Content-Type": "application/octet-stream", _SHA256_HEADER: sha256}
 
     def ensure_bucket(self) -> None:
@@ -591,10 +593,7 @@ class S3ObjectStore(ObjectStore):
         retried: list[BaseException] = []
 
         def put() -> None:
-            # A fresh dict per attempt: the client adds signing headers to the one it gets.
-            self._client._execute(
-                "PUT", self.bucket, key, body=data, headers=dict(headers), no_body_trace=True
-            )
+            minio_adapter.put_object(self._client, self.bucket, key, data, headers)
 
         try:
             self._call(f"write {key!r}", put, retried)
@@ -619,7 +618,8 @@ class S3ObjectStore(ObjectStore):
             upload_id = self._call(
                 f"start multipart upload of {key!r}",
                 functools.partial(
-                    self._client._create_multipart_upload,
+                    minio_adapter.create_multipart_upload,
+                    self._client,
                     self.bucket,
                     key,
                     self._object_headers(sha256),
@@ -635,7 +635,13 @@ class S3ObjectStore(ObjectStore):
                 etag = self._call(
                     f"upload part {number} of {key!r}",
                     functools.partial(
-                        self._client._upload_part, self.bucket, key, data, None, upload_id, number
+                        minio_adapter.upload_part,
+                        self._client,
+                        self.bucket,
+                        key,
+                        data,
+                        upload_id,
+                        number,
                     ),
                 )
                 parts.append((number, etag))
@@ -650,37 +656,13 @@ class S3ObjectStore(ObjectStore):
     ) -> None:
         from minio.error import S3Error
 
-        body = (
-            "<CompleteMultipartUpload>"
-            + "".join(
-                f'<Part><PartNumber>{number}</PartNumber><ETag>"{xml_escape(etag)}"</ETag></Part>'
-                for number, etag in parts
-            )
-            + "</CompleteMultipartUpload>"
-        ).encode()
-        headers = {
-            "Content-Type": "application/xml",
-            "Content-MD5": base64.b64encode(
-                hashlib.md5(body, usedforsecurity=False).digest()
-            ).decode(),
-        }
-        if not overwrite:
-            # minio-py's own completion cannot send it; S3 and Minio check it here.
-            headers["If-None-Match"] = "*"
+        headers = {} if overwrite else {"If-None-Match": "*"}
         retried: list[BaseException] = []
 
         def complete() -> None:
-            response = self._client._execute(
-                "POST",
-                self.bucket,
-                key,
-                body=body,
-                headers=dict(headers),
-                query_params={"uploadId": upload_id},
+            minio_adapter.complete_multipart_upload(
+                self._client, self.bucket, key, upload_id, parts, headers
             )
-            # S3 may answer 200 and put the error in the body of a completion.
-            if b"<Error>" in response.data:
-                raise S3Error.fromxml(response)
 
         try:
             self._call(f"complete multipart upload of {key!r}", complete, retried)
@@ -696,7 +678,7 @@ class S3ObjectStore(ObjectStore):
             self._call(
                 f"abort multipart upload of {key!r}",
                 functools.partial(
-                    self._client._abort_multipart_upload, self.bucket, key, upload_id
+                    minio_adapter.abort_multipart_upload, self._client, self.bucket, key, upload_id
                 ),
             )
         except Exception as error:
@@ -799,11 +781,13 @@ class S3ObjectStore(ObjectStore):
         return f"s3://{self.bucket}/{validate_key(key)}"
 
 
-def open_store(settings: object | None = None) -> ObjectStore:
-    """The object store the settings select (``KAIZEN_STORAGE_BACKEND``)."""
-    from kaizen.platform.settings import Settings, load_settings
+def open_store(settings: Settings) -> ObjectStore:
+    """The object store ``settings.storage_backend`` selects (``KAIZEN_STORAGE_BACKEND``).
 
-    resolved = settings if isinstance(settings, Settings) else load_settings()
+    Args:
+        settings: platform settings, read by the entry point.
+    """
+    resolved = settings
     if resolved.storage_backend == "local":
         return LocalObjectStore(resolved.object_store_dir)
     if resolved.storage_backend == "s3":

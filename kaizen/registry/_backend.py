@@ -13,7 +13,6 @@ store), and each MLflow call is retried a bounded number of times when SQLite st
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
@@ -24,8 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from kaizen.platform.locks import LockTimeoutError, acquire_file_lock, release_file_lock
 from kaizen.platform.names import DEFAULT_PIPELINE_NAME
-from kaizen.platform.settings import Settings, load_settings
+from kaizen.platform.settings import Settings
 
 T = TypeVar("T")
 
@@ -126,16 +126,16 @@ def sqlite_database(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
-def store_config(settings: Settings | None = None) -> StoreConfig:
+def store_config(settings: Settings) -> StoreConfig:
     """Resolve tracking URI, artifact root and lock file from the settings.
 
     Args:
-        settings: platform settings; None reads them from the environment.
+        settings: platform settings.
 
     Returns:
         The resolved configuration.
     """
-    resolved = settings or load_settings()
+    resolved = settings
     uri = resolved.tracking_uri
     database = sqlite_database(uri)
     if database is not None:
@@ -153,11 +153,11 @@ def store_config(settings: Settings | None = None) -> StoreConfig:
     )
 
 
-def ui_command(settings: Settings | None = None) -> str:
+def ui_command(settings: Settings) -> str:
     """The ``mlflow ui`` command that shows this store's runs, artifacts and models.
 
     Args:
-        settings: platform settings; None reads them from the environment.
+        settings: platform settings.
 
     Returns:
         A shell command line.
@@ -202,8 +202,7 @@ def store_lock(config: StoreConfig, timeout_s: float = LOCK_TIMEOUT_S) -> Iterat
             descriptor, depth = _held[path]
             if depth == 1:
                 del _held[path]
-                fcntl.flock(descriptor, fcntl.LOCK_UN)
-                os.close(descriptor)
+                release_file_lock(descriptor)
             else:
                 _held[path] = (descriptor, depth - 1)
     finally:
@@ -211,22 +210,14 @@ def store_lock(config: StoreConfig, timeout_s: float = LOCK_TIMEOUT_S) -> Iterat
 
 
 def _acquire_file_lock(path: Path, timeout_s: float) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return descriptor
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(descriptor)
-                raise StoreLockTimeoutError(
-                    f"another process held the MLflow store lock {path} for over "
-                    f"{timeout_s:.0f} s; is a registration stuck? (the lock is released when "
-                    "its process exits)"
-                ) from None
-            time.sleep(0.02)
+    try:
+        return acquire_file_lock(path, timeout_s)
+    except LockTimeoutError:
+        raise StoreLockTimeoutError(
+            f"another process held the MLflow store lock {path} for over "
+            f"{timeout_s:.0f} s; is a registration stuck? (the lock is released when "
+            "its process exits)"
+        ) from None
 
 
 def is_locked_error(error: BaseException) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kaizen.platform.settings import Settings
 from kaizen.registry._backend import (
     EXPERIMENT_NAME,
     MLFLOW_PARENT_RUN_ID,
@@ -52,7 +53,6 @@ from kaizen.registry.tracking import (
     TAG_KATIB_EXPERIMENT,
     TAG_REGISTERED_VERSION,
 )
-from kaizen.platform.settings import Settings
 
 
 def _get_run(client: Any, run_id: str) -> Any | None:
@@ -75,12 +75,12 @@ def _windows(params: dict[str, str]) -> dict[str, dict[str, str]]:
     return windows
 
 
-def lineage(version: int | str, *, settings: Settings | None = None) -> dict[str, Any]:
+def lineage(version: int | str, *, settings: Settings) -> dict[str, Any]:
     """Trace a model version back to the data, features, tuning, code and runs that made it.
 
     Args:
         version: version number or alias (``champion``).
-        settings: platform settings; None reads them from the environment.
+        settings: platform settings.
 
     Returns:
         ``model`` (name, version, aliases, sha256, content digest, registered at),
@@ -176,12 +176,12 @@ def _last_rejected(registry: ModelRegistry) -> dict[str, Any] | None:
     }
 
 
-def recent_runs(limit: int = 10, *, settings: Settings | None = None) -> list[dict[str, Any]]:
+def recent_runs(limit: int = 10, *, settings: Settings) -> list[dict[str, Any]]:
     """The latest pipeline runs, newest first, with their gate decisions.
 
     Args:
         limit: how many runs at most.
-        settings: platform settings; None reads them from the environment.
+        settings: platform settings.
 
     Returns:
         One dict per run: ``pipeline_run_id``, ``mlflow_run_id``, ``started_at``,
@@ -230,12 +230,12 @@ def recent_runs(limit: int = 10, *, settings: Settings | None = None) -> list[di
     return summaries
 
 
-def status(limit: int = 10, *, settings: Settings | None = None) -> dict[str, Any]:
+def status(limit: int = 10, *, settings: Settings) -> dict[str, Any]:
     """The registry at a glance: champion, challenger, previous champion, recent runs.
 
     Args:
         limit: how many recent pipeline runs to list.
-        settings: platform settings; None reads them from the environment.
+        settings: platform settings.
 
     Returns:
         ``model_name``, ``tracking_uri``, ``champion``, ``challenger``,

@@ -30,6 +30,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kaizen.platform.settings import Settings
+from kaizen.platform.storage import sha256_file
 from kaizen.registry._backend import (
     TAG_PIPELINE_RUN_ID,
     TAG_ROLE,
@@ -48,8 +50,6 @@ from kaizen.registry.tracking import (
     ROLE_ROUND,
     TAG_REGISTERED_VERSION,
 )
-from kaizen.platform.settings import Settings
-from kaizen.platform.storage import sha256_file
 from kaizen.training.train import (
     FEATURES_FILE,
     METADATA_FILE,
@@ -229,11 +229,11 @@ class ModelRegistry:
     """The registered model ``settings.model_name`` in the settings' MLflow store.
 
     Args:
-        settings: platform settings; None reads them from the environment.
+        settings: platform settings.
         model_name: overrides ``settings.model_name``.
     """
 
-    def __init__(self, settings: Settings | None = None, *, model_name: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, model_name: str | None = None) -> None:
         config = store_config(settings)
         self._config: StoreConfig = replace(config, model_name=model_name) if model_name else config
         self.name = self._config.model_name
@@ -822,7 +822,7 @@ def _verify_files(info: ModelVersionInfo, local: Path) -> None:
             )
 
 
-# Module-level functions over the registry of the current settings.
+# Module-level functions over the registry the given settings name.
 
 
 def register_challenger(
@@ -830,21 +830,19 @@ def register_challenger(
     *,
     run_id: str,
     tags: Mapping[str, object] | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> ModelVersionInfo:
     """Register an export as a new ``challenger`` version (see
     :meth:`ModelRegistry.register_challenger`)."""
     return ModelRegistry(settings).register_challenger(model_dir, run_id=run_id, tags=tags)
 
 
-def promote(
-    version: int | str, *, actor: str | None = None, settings: Settings | None = None
-) -> PromotionResult:
+def promote(version: int | str, *, actor: str | None = None, settings: Settings) -> PromotionResult:
     """Make ``version`` champion (see :meth:`ModelRegistry.promote`)."""
     return ModelRegistry(settings).promote(version, actor=actor)
 
 
-def rollback(*, actor: str | None = None, settings: Settings | None = None) -> PromotionResult:
+def rollback(*, actor: str | None = None, settings: Settings) -> PromotionResult:
     """Restore the previous champion (see :meth:`ModelRegistry.rollback`)."""
     return ModelRegistry(settings).rollback(actor=actor)
 
@@ -854,42 +852,40 @@ def reject_challenger(
     reason: str,
     *,
     actor: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> ModelVersionInfo:
     """Withdraw the challenger after a failed canary (see
     :meth:`ModelRegistry.reject_challenger`)."""
     return ModelRegistry(settings).reject_challenger(version, reason, actor=actor)
 
 
-def champion(settings: Settings | None = None) -> ModelVersionInfo | None:
+def champion(settings: Settings) -> ModelVersionInfo | None:
     """The champion version, or None before the first registration."""
     return ModelRegistry(settings).by_alias(CHAMPION)
 
 
-def challenger(settings: Settings | None = None) -> ModelVersionInfo | None:
+def challenger(settings: Settings) -> ModelVersionInfo | None:
     """The challenger version, or None."""
     return ModelRegistry(settings).by_alias(CHALLENGER)
 
 
-def previous_champion(settings: Settings | None = None) -> ModelVersionInfo | None:
+def previous_champion(settings: Settings) -> ModelVersionInfo | None:
     """The champion before the last promotion, or None."""
     return ModelRegistry(settings).by_alias(PREVIOUS_CHAMPION)
 
 
-def get_model_version(ref: int | str, settings: Settings | None = None) -> ModelVersionInfo:
+def get_model_version(ref: int | str, settings: Settings) -> ModelVersionInfo:
     """A version by number or alias (see :meth:`ModelRegistry.get`)."""
     return ModelRegistry(settings).get(ref)
 
 
 def download_model_version(
-    ref: int | str, dst_dir: str | os.PathLike[str], settings: Settings | None = None
+    ref: int | str, dst_dir: str | os.PathLike[str], settings: Settings
 ) -> tuple[Path, ModelVersionInfo]:
     """Download and verify a version's files (see :meth:`ModelRegistry.download`)."""
     return ModelRegistry(settings).download(ref, dst_dir)
 
 
-def load_model_version(
-    ref: int | str, settings: Settings | None = None
-) -> tuple[keras.Model, ModelVersionInfo]:
+def load_model_version(ref: int | str, settings: Settings) -> tuple[keras.Model, ModelVersionInfo]:
     """Verify and safely load a version (see :meth:`ModelRegistry.load`)."""
     return ModelRegistry(settings).load(ref)

@@ -40,6 +40,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kaizen.platform.settings import Settings
 from kaizen.registry._backend import (
     EXPERIMENT_NAME,
     MLFLOW_PARENT_RUN_ID,
@@ -56,7 +57,6 @@ from kaizen.registry._backend import (
     store_config,
     store_lock,
 )
-from kaizen.platform.settings import Settings
 
 if TYPE_CHECKING:
     from kaizen.tuning.result import ExperimentResult, TrialRecord
@@ -191,7 +191,7 @@ class PipelineRunTracker:
 
     Args:
         pipeline_run_id: the pipeline run's id (KFP job id / ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
-        settings: platform settings; None reads them from the environment.
+        settings: platform settings.
         experiment_name: MLflow experiment holding the runs.
 
     Raises:
@@ -202,7 +202,7 @@ class PipelineRunTracker:
         self,
         pipeline_run_id: str,
         *,
-        settings: Settings | None = None,
+        settings: Settings,
         experiment_name: str = EXPERIMENT_NAME,
     ) -> None:
         quote_filter_value(pipeline_run_id, "pipeline run id")
@@ -682,7 +682,7 @@ def log_gate_decision(
     decision: Mapping[str, Any],
     *,
     round_index: int = 0,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> None:
     """Record a gate decision on the pipeline run's MLflow runs (see
     :meth:`PipelineRunTracker.log_gate_decision`)."""

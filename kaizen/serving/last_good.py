@@ -21,7 +21,6 @@ re-hashes every file against the manifest, so a copy modified on disk is refused
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -33,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kaizen.platform.locks import file_lock
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "last-good.json"
@@ -41,19 +42,15 @@ MANIFEST = "last-good.json"
 MODEL_FILE = "model.keras"
 
 
-def last_good_root(home: str | os.PathLike[str] | None = None) -> Path:
+def last_good_root(home: str | os.PathLike[str]) -> Path:
     """Folder holding every model's last-good copy: ``$KAIZEN_HOME/serving/last-good``.
 
     Args:
-        home: ``KAIZEN_HOME``; read from settings when None.
+        home: ``KAIZEN_HOME`` (``Settings.home``).
 
     Returns:
         The folder (not created).
     """
-    if home is None:
-        from kaizen.platform.settings import load_settings
-
-        home = load_settings().home
     return Path(home) / "serving" / "last-good"
 
 
@@ -82,14 +79,10 @@ def _sha256(path: Path) -> str:
 
 @contextlib.contextmanager
 def _writer_lock(root: Path, model_name: str) -> Iterator[None]:
-    # Several servers may share one KAIZEN_HOME; their writers take turns.
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / f".{model_name}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # Several servers may share one KAIZEN_HOME; their writers take turns (waiting as long
+    # as it takes). The lock file's folder is created.
+    with file_lock(root / f".{model_name}.lock"):
+        yield
 
 
 def _fsync_dir(path: Path) -> None:
@@ -140,7 +133,7 @@ def remember(
     files_dir: str | os.PathLike[str],
     version_info: Mapping[str, Any],
     *,
-    home: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str],
 ) -> Path:
     """Keep a verified copy of a model version that has just loaded successfully.
 
@@ -153,7 +146,7 @@ def remember(
         files_dir: Folder holding the version's verified files.
         version_info: JSON-ready description of the version (``ModelVersionInfo.to_dict()``);
             returned as is by :func:`recall`.
-        home: ``KAIZEN_HOME``; read from settings when None.
+        home: ``KAIZEN_HOME`` (``Settings.home``).
 
     Returns:
         The cache folder path (``.../last-good/<model_name>``).
@@ -247,9 +240,7 @@ def _current(link: Path) -> Path | None:
     return None
 
 
-def recall(
-    model_name: str, *, home: str | os.PathLike[str] | None = None
-) -> tuple[Path, dict[str, Any]] | None:
+def recall(model_name: str, *, home: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:
     """The verified last-good copy of ``model_name``, or None (logging why).
 
     Every file is hashed again and compared with the manifest: a copy that is missing,
@@ -257,7 +248,7 @@ def recall(
 
     Args:
         model_name: Registered model name.
-        home: ``KAIZEN_HOME``; read from settings when None.
+        home: ``KAIZEN_HOME`` (``Settings.home``).
 
     Returns:
         ``(folder, version_info)``: the folder holding the model files (the resolved copy,

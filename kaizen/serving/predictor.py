@@ -61,8 +61,8 @@ from kaizen.serving.schema import (
 )
 
 if TYPE_CHECKING:
-    from kaizen.registry import ModelVersionInfo
     from kaizen.platform.settings import Settings
+    from kaizen.registry import ModelVersionInfo
 
 DEFAULT_THRESHOLD = 0.5
 FEATURES_FILE = "features.json"
@@ -113,7 +113,7 @@ class FraudPredictor(kserve.Model):
         threshold: Probability at or above which ``is_fraud`` is true.
         max_batch: Most instances (V1) or rows (V2) per request.
         feature_repo: Feast repo for entity requests; None rejects them with a 400.
-        settings: Kaizen settings (registry and ``KAIZEN_HOME``); loaded when None.
+        settings: Kaizen settings (registry and ``KAIZEN_HOME``).
         request_timeout: Seconds one request may take from validation to its answer;
             None for no limit.
         fallback_to_last_good: When the registry's version fails to load (damaged file,
@@ -129,7 +129,7 @@ class FraudPredictor(kserve.Model):
         threshold: float = DEFAULT_THRESHOLD,
         max_batch: int = DEFAULT_MAX_BATCH,
         feature_repo: Path | None = None,
-        settings: Settings | None = None,
+        settings: Settings,
         request_timeout: float | None = None,
         fallback_to_last_good: bool = False,
     ) -> None:
@@ -173,10 +173,9 @@ class FraudPredictor(kserve.Model):
         from kaizen.features.store import DEFAULT_FEATURE_SERVICE
         from kaizen.registry import download_model_version
         from kaizen.registry.models import TAG_FEATURE_SERVICE
-        from kaizen.platform.settings import load_settings
         from kaizen.training.train import load_model
 
-        settings = self._settings or load_settings()
+        settings = self._settings
         scratch = Path(tempfile.mkdtemp(prefix="kaizen-serving-"))
         try:
             try:
@@ -250,12 +249,11 @@ class FraudPredictor(kserve.Model):
             True when the copy is in place.
         """
         from kaizen.serving import last_good
-        from kaizen.platform.settings import load_settings
 
         if self.info is None or not self._verified_files:
             return False
         try:
-            home = (self._settings or load_settings()).home
+            home = self._settings.home
             with tempfile.TemporaryDirectory(prefix="kaizen-last-good-") as folder:
                 for name, payload in self._verified_files.items():
                     (Path(folder) / name).write_bytes(payload)

@@ -65,8 +65,8 @@ from kaizen.serving.predictor import (
 from kaizen.serving.schema import DEFAULT_MAX_BATCH
 
 if TYPE_CHECKING:
-    from kaizen.registry.models import ModelRegistry
     from kaizen.platform.settings import Settings
+    from kaizen.registry.models import ModelRegistry
 
 logger = logging.getLogger("kaizen.serving.router")
 
@@ -121,7 +121,7 @@ class ModelRouter(kserve.Model):
 
     Args:
         name: Model name in the URLs (``/v1/models/<name>:predict``).
-        settings: Kaizen settings (registry, ``KAIZEN_HOME``, webhook); loaded when None.
+        settings: Kaizen settings (registry, ``KAIZEN_HOME``, webhook).
         feature_repo: Feast repo for entity requests; None rejects them with a 400.
         threshold: Probability at or above which ``is_fraud`` is true.
         max_batch: Most instances (V1) or rows (V2) per request.
@@ -140,7 +140,7 @@ class ModelRouter(kserve.Model):
         self,
         name: str = DEFAULT_MODEL_NAME,
         *,
-        settings: Settings | None = None,
+        settings: Settings,
         feature_repo: Path | None = None,
         threshold: float = DEFAULT_THRESHOLD,
         max_batch: int = DEFAULT_MAX_BATCH,
@@ -185,18 +185,11 @@ class ModelRouter(kserve.Model):
 
     # ----- loading and reloading --------------------------------------------------------
 
-    def _loaded_settings(self) -> Settings:
-        if self._settings is None:
-            from kaizen.platform.settings import load_settings
-
-            self._settings = load_settings()
-        return self._settings
-
     def _registry(self) -> ModelRegistry:
         if self._registry_instance is None:
             from kaizen.registry.models import ModelRegistry
 
-            self._registry_instance = ModelRegistry(self._loaded_settings())
+            self._registry_instance = ModelRegistry(self._settings)
         return self._registry_instance
 
     def _new_predictor(
@@ -209,7 +202,7 @@ class ModelRouter(kserve.Model):
             threshold=self.threshold,
             max_batch=self.max_batch,
             feature_repo=self.feature_repo,
-            settings=self._loaded_settings(),
+            settings=self._settings,
             request_timeout=self.request_timeout,
             fallback_to_last_good=fallback_to_last_good,
         )
@@ -527,7 +520,7 @@ class ModelRouter(kserve.Model):
     ) -> None:
         from kaizen.platform.notify import Notification, notify
 
-        settings = self._loaded_settings()
+        settings = self._settings
         notify(
             Notification(
                 pipeline="canary",

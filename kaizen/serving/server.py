@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
+    from kaizen.platform.settings import Settings
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -232,11 +234,12 @@ def server_arguments(choices: Mapping[str, object]) -> list[str]:
     return args
 
 
-def build_models(config: ServingConfig) -> list[kserve.Model]:
+def build_models(config: ServingConfig, settings: Settings) -> list[kserve.Model]:
     """The models to serve, not loaded yet: :func:`serve` loads them once its port is open.
 
     Args:
         config: The serving configuration.
+        settings: Kaizen settings (registry, ``KAIZEN_HOME``, webhook), read by :func:`main`.
 
     Returns:
         One :class:`~kaizen.serving.router.ModelRouter`: the registry's champion, and its
@@ -254,6 +257,7 @@ def build_models(config: ServingConfig) -> list[kserve.Model]:
     return [
         ModelRouter(
             config.model_name,
+            settings=settings,
             feature_repo=config.feature_repo,
             threshold=config.threshold,
             max_batch=config.max_batch,
@@ -353,9 +357,14 @@ def _dataplane(registry: Any) -> DataPlane:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m kaizen.serving.server``; exits 1 if a model fails to load.
 
+    The one place the server reads its settings (``KAIZEN_*``); everything below gets them
+    as an argument.
+
     Args:
         argv: Command-line arguments (``sys.argv[1:]`` when None).
     """
+    from kaizen.platform.settings import load_settings
+
     config = parse_args(argv)
     # Start-up builds millions of long-lived objects (TensorFlow, Feast, pandas) and almost
     # no garbage; the collector's full passes over them cost 3-4 s of a 13 s start (the
@@ -365,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # KServe 0.21 answers with ORJSONResponse, which FastAPI now flags on every first use.
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     try:
-        models = build_models(config)
+        models = build_models(config, load_settings())
         serve(models, config, routers=feedback_routes(models))
     except Exception as error:
         logger.error("kaizen serving stopped: %s: %s", type(error).__name__, error)

@@ -60,13 +60,14 @@ import types
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from kaizen.platform.fileio import write_json_atomic
+from kaizen.platform.processes import parent_death_signal, pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +140,6 @@ def running_supervisor(home: str | os.PathLike[str], port: int) -> int | None:
 
     A state file left by a supervisor that died without cleaning up is stale: None.
     """
-    from kaizen.platform.processes import pid_alive
-
     try:
         state = json.loads(state_path(home, port).read_text())
         pid = int(state.get("supervisor_pid") or 0)
@@ -184,29 +183,6 @@ def describe_exit(returncode: int) -> tuple[int | None, str | None, str]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child when the supervisor dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    set_parent_death_signal = 1  # PR_SET_PDEATHSIG from <linux/prctl.h>
-
-    def hook() -> None:
-        prctl(set_parent_death_signal, int(signal.SIGTERM))
-        # The supervisor died between fork and prctl: the request came too late to fire.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
 
 
 class Supervisor:
@@ -326,7 +302,8 @@ class Supervisor:
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                 start_new_session=True,
                 # preexec_fn is unsafe only with threads, and the supervisor runs none.
-                preexec_fn=_die_with_parent_hook(),
+                # SIGTERM when the supervisor dies, so the server drains and frees the port.
+                preexec_fn=parent_death_signal(signal.SIGTERM),
             )
 
     def _start_child(self) -> None:

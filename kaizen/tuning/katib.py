@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 
 import kubernetes.client
 import kubernetes.config
@@ -61,7 +61,7 @@ from kaizen.tuning.result import (
     TrialStatus,
     default_metric_strategies,
 )
-from kaizen.tuning.spec import apply_overrides
+from kaizen.tuning.spec import ExperimentOverrides, apply_overrides
 
 logger = logging.getLogger("kaizen.tuning.katib")
 
@@ -524,31 +524,13 @@ class KatibLauncher:
 
     # -- operations ---------------------------------------------------------------------------
 
-    def launch(
-        self,
-        body: Mapping[str, Any],
-        *,
-        name_suffix: str | None = None,
-        image: str | None = None,
-        train_data: str | None = None,
-        validation_data: str | None = None,
-        features_file: str | None = None,
-        max_trial_count: int | None = None,
-        parallel_trial_count: int | None = None,
-        max_failed_trial_count: int | None = None,
-    ) -> str:
+    def launch(self, body: Mapping[str, Any], **overrides: Unpack[ExperimentOverrides]) -> str:
         """Create the Experiment on the cluster.
 
         Args:
             body: the Experiment (a validated CR body, e.g. from ``spec.load_experiment``).
-            name_suffix: appended to ``metadata.name`` so runs do not collide.
-            image: trial container image.
-            train_data: value of the trial's ``--train-data=`` argument.
-            validation_data: value of ``--validation-data=``.
-            features_file: value of ``--features-file=``.
-            max_trial_count: ``spec.maxTrialCount``.
-            parallel_trial_count: ``spec.parallelTrialCount``.
-            max_failed_trial_count: ``spec.maxFailedTrialCount``.
+            **overrides: per-run overrides (:class:`kaizen.tuning.spec.ExperimentOverrides`;
+                ``name_suffix`` keeps runs from colliding); the namespace is the launcher's.
 
         Returns:
             The Experiment's name (with the suffix).
@@ -561,18 +543,9 @@ class KatibLauncher:
             KatibNotFoundError: the namespace or the Katib CRDs do not exist.
             KatibUnreachableError: the API server did not answer within the retries.
         """
-        experiment = apply_overrides(
-            body,
-            name_suffix=name_suffix,
-            image=image,
-            train_data=train_data,
-            validation_data=validation_data,
-            features_file=features_file,
-            max_trial_count=max_trial_count,
-            parallel_trial_count=parallel_trial_count,
-            max_failed_trial_count=max_failed_trial_count,
-            namespace=self.namespace,
-        )
+        scoped = ExperimentOverrides(**overrides)
+        scoped["namespace"] = self.namespace
+        experiment = apply_overrides(body, **scoped)
         name = str(experiment["metadata"]["name"])
         digest = spec_digest(experiment)
         experiment["metadata"].setdefault("annotations", {})[SPEC_DIGEST_ANNOTATION] = digest
@@ -710,14 +683,7 @@ class KatibLauncher:
         timeout_s: float,
         poll_s: float = 5.0,
         keep: bool = False,
-        name_suffix: str | None = None,
-        image: str | None = None,
-        train_data: str | None = None,
-        validation_data: str | None = None,
-        features_file: str | None = None,
-        max_trial_count: int | None = None,
-        parallel_trial_count: int | None = None,
-        max_failed_trial_count: int | None = None,
+        **overrides: Unpack[ExperimentOverrides],
     ) -> ExperimentResult:
         """Launch, wait and clean up: the whole tuning step on a cluster.
 
@@ -731,9 +697,7 @@ class KatibLauncher:
             timeout_s: how long to wait for it.
             poll_s: time between status polls.
             keep: leave the Experiment on the cluster.
-            name_suffix, image, train_data, validation_data, features_file, max_trial_count,
-                parallel_trial_count, max_failed_trial_count: per-run overrides, as for
-                :meth:`launch`.
+            **overrides: per-run overrides, as for :meth:`launch`.
 
         Returns:
             The result of :meth:`wait`.
@@ -742,17 +706,7 @@ class KatibLauncher:
             KatibTimeoutError: not finished in time (``deleted`` says whether it was removed).
             KatibError: any error of :meth:`launch`, :meth:`wait` or :meth:`cleanup`.
         """
-        name = self.launch(
-            body,
-            name_suffix=name_suffix,
-            image=image,
-            train_data=train_data,
-            validation_data=validation_data,
-            features_file=features_file,
-            max_trial_count=max_trial_count,
-            parallel_trial_count=parallel_trial_count,
-            max_failed_trial_count=max_failed_trial_count,
-        )
+        name = self.launch(body, **overrides)
         try:
             result = self.wait(name, timeout_s, poll_s)
         except KatibTimeoutError as err:

@@ -53,8 +53,6 @@ cluster launcher creates as a CR):
 from __future__ import annotations
 
 import copy
-import ctypes
-import fcntl
 import hashlib
 import json
 import os
@@ -75,6 +73,8 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from kaizen.platform.fileio import write_json_atomic
+from kaizen.platform.locks import LockTimeoutError, acquire_file_lock, release_file_lock
+from kaizen.platform.processes import parent_death_signal, pid_alive
 from kaizen.tuning.optuna_map import (
     SearchParameter,
     TuningConfigError,
@@ -335,41 +335,17 @@ def load_result(work_dir: str | os.PathLike[str]) -> ExperimentResult:
 @contextmanager
 def _exclusive(work_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on work_dir; the kernel releases it if the process dies."""
-    lock_path = work_dir / LOCK_FILE
-    with open(lock_path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise ExecutorBusyError(
-                f"{work_dir}: another executor (pid {holder}) is running this experiment; "
-                "wait for it or use another work_dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec function asking Linux to SIGKILL the trial if the executor dies."""
-    if not sys.platform.startswith("linux"):
-        return None
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def arm() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return arm
+        descriptor = acquire_file_lock(work_dir / LOCK_FILE, 0, record_pid=True)
+    except LockTimeoutError as busy:
+        raise ExecutorBusyError(
+            f"{work_dir}: another executor (pid {busy.holder or 'unknown'}) is running this "
+            "experiment; wait for it or use another work_dir"
+        ) from None
+    try:
+        yield
+    finally:
+        release_file_lock(descriptor)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -392,18 +368,8 @@ def _kill_orphan(pid: int | None, trial_dir: Path) -> None:
         return
     _signal_group(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(_POLL_S)
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (dead, not yet reaped by its new parent) is not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state follows the parenthesised command name, which may itself hold spaces.
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 # ------------------------------------------------------------------------------ runner
@@ -477,7 +443,8 @@ class _Experiment:
         self.active: dict[str, _Active] = {}
         self.pending: list[TrialRecord] = []
         self.events: queue.Queue[tuple[str, _Active, str | int]] = queue.Queue()
-        self.preexec = _parent_death_signal()
+        # SIGKILL: a trial of a dead executor has no one to report to.
+        self.preexec = parent_death_signal(signal.SIGKILL)
         self.study: Any = None
 
     # ----------------------------------------------------------------- persistence

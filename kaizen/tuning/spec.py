@@ -57,7 +57,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, TypedDict, Union, Unpack, get_args, get_origin
 
 import yaml
 
@@ -1284,18 +1284,26 @@ def _suffixed_name(name: str, suffix: str) -> str:
     return f"{head}-{digest}"
 
 
+class ExperimentOverrides(TypedDict, total=False):
+    """Per-run changes to an Experiment; the one list of them (see :func:`apply_overrides`).
+
+    The local executor's callers, the cluster launcher and the pipeline's tune step all pass
+    these keywords through unchanged; a value of None leaves the Experiment's own.
+    """
+
+    name_suffix: str | None
+    image: str | None
+    train_data: str | None
+    validation_data: str | None
+    features_file: str | None
+    max_trial_count: int | None
+    parallel_trial_count: int | None
+    max_failed_trial_count: int | None
+    namespace: str | None
+
+
 def apply_overrides(
-    body: Mapping[str, Any],
-    *,
-    name_suffix: str | None = None,
-    image: str | None = None,
-    train_data: str | None = None,
-    validation_data: str | None = None,
-    features_file: str | None = None,
-    max_trial_count: int | None = None,
-    parallel_trial_count: int | None = None,
-    max_failed_trial_count: int | None = None,
-    namespace: str | None = None,
+    body: Mapping[str, Any], **overrides: Unpack[ExperimentOverrides]
 ) -> dict[str, Any]:
     """Return a validated copy of the Experiment with per-run overrides; ``body`` is untouched.
 
@@ -1321,10 +1329,26 @@ def apply_overrides(
         The new body, validated.
 
     Raises:
+        TypeError: a keyword that is not one of :class:`ExperimentOverrides`.
         ExperimentSpecError: ``body`` is invalid, an override is empty, the trial command
             lacks an argument to override, or the result is invalid (source
             ``<name> (with overrides)``).
     """
+    unknown = sorted(set(overrides) - set(ExperimentOverrides.__annotations__))
+    if unknown:
+        raise TypeError(
+            f"unknown Experiment override(s) {unknown}; "
+            f"expected some of {sorted(ExperimentOverrides.__annotations__)}"
+        )
+    name_suffix = overrides.get("name_suffix")
+    image = overrides.get("image")
+    train_data = overrides.get("train_data")
+    validation_data = overrides.get("validation_data")
+    features_file = overrides.get("features_file")
+    max_trial_count = overrides.get("max_trial_count")
+    parallel_trial_count = overrides.get("parallel_trial_count")
+    max_failed_trial_count = overrides.get("max_failed_trial_count")
+    namespace = overrides.get("namespace")
     validate_experiment(body, _name_of(body))
     result: dict[str, Any] = copy.deepcopy(dict(body))
     source = f"{_name_of(body)} (with overrides)"

@@ -19,16 +19,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def features(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from kaizen.platform.settings import Settings
     from kaizen.steps import features_step, ingest_step
 
     home = tmp_path_factory.mktemp("tuning-home")
+    settings = Settings(home=home)
     work = home / "work"
     work.mkdir()
-    ingest_step("", work / "tx", rows=6000, customers=120, merchants=30, days=24)
+    ingest_step(
+        "", work / "tx", settings=settings, rows=6000, customers=120, merchants=30, days=24
+    )
     features_step(
         work / "tx",
         REPO_ROOT / "feature_repo",
-        home,
+        settings=settings,
         train_path=work / "train.parquet",
         validation_path=work / "validation.parquet",
         test_path=work / "test.parquet",

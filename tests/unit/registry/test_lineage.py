@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from kaizen.platform.settings import Settings
 from kaizen.registry import (
     ModelVersionNotFoundError,
     PipelineRunTracker,
@@ -63,11 +64,11 @@ def _data(tmp_path: Path, name: str, rows: int) -> Path:
 
 
 def test_lineage_traces_a_version_to_data_features_tuning_code_and_runs(
-    tmp_path: Path, model_export: Path
+    tmp_path: Path, model_export: Path, settings: Settings
 ) -> None:
     train_data = _data(tmp_path, "train", 30)
     transactions = _data(tmp_path, "transactions", 40)
-    tracker = PipelineRunTracker("pipeline-7")
+    tracker = PipelineRunTracker("pipeline-7", settings=settings)
     tracker.log_data(
         manifest=MANIFEST,
         training_data=train_data,
@@ -78,9 +79,9 @@ def test_lineage_traces_a_version_to_data_features_tuning_code_and_runs(
     tracker.log_training(model_export, round_index=0)
     tracker.log_evaluation({"metrics": {"roc_auc": 0.95}}, round_index=0)
     tracker.log_gate_decision(PASS, round_index=0)
-    info = register_challenger(model_export, run_id=tracker.round_run_id(0))
+    info = register_challenger(model_export, run_id=tracker.round_run_id(0), settings=settings)
 
-    chain = lineage(info.version)
+    chain = lineage(info.version, settings=settings)
 
     assert chain["model"]["version"] == 1
     assert chain["model"]["sha256"] == info.sha256
@@ -102,40 +103,41 @@ def test_lineage_traces_a_version_to_data_features_tuning_code_and_runs(
     }
     assert chain["training"]["hyperparameters"]["units"] == "8"
     assert chain["code"] == {"git_commit": "9f8e7d6"}
-    assert lineage("champion") == chain
+    assert lineage("champion", settings=settings) == chain
 
 
 def test_lineage_of_an_untuned_version_reports_no_tuning_and_unknown_versions_fail(
     model_export: Path,
+    settings: Settings,
 ) -> None:
-    tracker = PipelineRunTracker("pipeline-plain")
-    register_challenger(model_export, run_id=tracker.round_run_id(0))
+    tracker = PipelineRunTracker("pipeline-plain", settings=settings)
+    register_challenger(model_export, run_id=tracker.round_run_id(0), settings=settings)
 
-    chain = lineage(1)
+    chain = lineage(1, settings=settings)
 
     assert chain["tuning"] is None
     assert chain["data"]["fingerprint"] is None
     with pytest.raises(ModelVersionNotFoundError, match=r"no version 5; versions: \[1\]"):
-        lineage(5)
+        lineage(5, settings=settings)
 
 
 def test_status_shows_champion_challenger_previous_and_recent_gate_decisions(
-    model_export: Path, other_model_export: Path
+    model_export: Path, other_model_export: Path, settings: Settings
 ) -> None:
-    first = PipelineRunTracker("pipeline-1")
+    first = PipelineRunTracker("pipeline-1", settings=settings)
     first.log_evaluation({"metrics": {"roc_auc": 0.91}}, round_index=0)
     first.log_gate_decision(PASS, round_index=0)
-    register_challenger(model_export, run_id=first.round_run_id(0))
-    second = PipelineRunTracker("pipeline-2")
+    register_challenger(model_export, run_id=first.round_run_id(0), settings=settings)
+    second = PipelineRunTracker("pipeline-2", settings=settings)
     second.log_gate_decision(FAIL, round_index=0)
     second.log_evaluation({"metrics": {"roc_auc": 0.96}}, round_index=1)
     second.log_gate_decision(PASS, round_index=1)
-    register_challenger(other_model_export, run_id=second.round_run_id(1))
-    third = PipelineRunTracker("pipeline-3")
+    register_challenger(other_model_export, run_id=second.round_run_id(1), settings=settings)
+    third = PipelineRunTracker("pipeline-3", settings=settings)
     third.log_gate_decision(FAIL, round_index=0)
-    promote(2, actor="alice")
+    promote(2, actor="alice", settings=settings)
 
-    report = status(limit=2)
+    report = status(limit=2, settings=settings)
 
     assert report["model_name"] == "fraud-detector"
     assert report["champion"]["version"] == 2
@@ -152,11 +154,11 @@ def test_status_shows_champion_challenger_previous_and_recent_gate_decisions(
         (1, "pass"),
     ]
     assert runs[1]["gate_rounds"][0]["reasons"] == "recall 0.300 < 0.500: fail"
-    assert len(status()["recent_runs"]) == 3
+    assert len(status(settings=settings)["recent_runs"]) == 3
 
 
-def test_status_of_an_empty_store_has_nothing_to_show() -> None:
-    report = status()
+def test_status_of_an_empty_store_has_nothing_to_show(settings: Settings) -> None:
+    report = status(settings=settings)
 
     assert report["champion"] is None
     assert report["challenger"] is None

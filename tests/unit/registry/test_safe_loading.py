@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 
+from kaizen.platform.settings import Settings
+from kaizen.platform.storage import sha256_file
 from kaizen.registry import (
     ModelIntegrityError,
     ModelVersionInfo,
@@ -19,27 +21,31 @@ from kaizen.registry import (
     load_model_version,
     register_challenger,
 )
-from kaizen.platform.settings import load_settings
-from kaizen.platform.storage import sha256_file
 from kaizen.training.train import load_model
 
 
-def _client() -> Any:
+def _client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
-    uri = load_settings().tracking_uri
+    uri = settings.tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _register(export: Path, pipeline_run_id: str = "run-1") -> ModelVersionInfo:
-    return register_challenger(export, run_id=PipelineRunTracker(pipeline_run_id).round_run_id(0))
+def _register(
+    export: Path, pipeline_run_id: str = "run-1", *, settings: Settings
+) -> ModelVersionInfo:
+    return register_challenger(
+        export,
+        run_id=PipelineRunTracker(pipeline_run_id, settings=settings).round_run_id(0),
+        settings=settings,
+    )
 
 
 def _stored(info: ModelVersionInfo) -> Path:
     return Path(unquote(urlparse(info.source).path))
 
 
-def _replace_consistently(info: ModelVersionInfo, data: bytes) -> None:
+def _replace_consistently(info: ModelVersionInfo, data: bytes, settings: Settings) -> None:
     """Swap the stored model.keras and rewrite its sidecar and registry tags to match.
 
     This is a registry written by a tool that skipped Kaizen's checks: every digest agrees,
@@ -53,7 +59,7 @@ def _replace_consistently(info: ModelVersionInfo, data: bytes) -> None:
     files.update(
         {name: sha256_file(folder / name) for name in ("model.keras", "model.keras.sha256")}
     )
-    client = _client()
+    client = _client(settings)
     for key, value in {
         "kaizen.sha256": digest,
         "kaizen.size_bytes": str(len(data)),
@@ -62,10 +68,12 @@ def _replace_consistently(info: ModelVersionInfo, data: bytes) -> None:
         client.set_model_version_tag(info.name, str(info.version), key, value)
 
 
-def test_the_champion_loads_and_scores_like_the_export(model_export: Path) -> None:
-    _register(model_export)
+def test_the_champion_loads_and_scores_like_the_export(
+    model_export: Path, settings: Settings
+) -> None:
+    _register(model_export, settings=settings)
 
-    model, info = load_model_version("champion")
+    model, info = load_model_version("champion", settings)
 
     assert info.version == 1 and "champion" in info.aliases
     rows = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
@@ -73,10 +81,12 @@ def test_the_champion_loads_and_scores_like_the_export(model_export: Path) -> No
     assert np.asarray(model(rows, training=False)) == pytest.approx(np.asarray(expected))
 
 
-def test_download_gives_the_verified_files(model_export: Path, tmp_path: Path) -> None:
-    _register(model_export)
+def test_download_gives_the_verified_files(
+    model_export: Path, tmp_path: Path, settings: Settings
+) -> None:
+    _register(model_export, settings=settings)
 
-    folder, info = download_model_version(1, tmp_path / "champion")
+    folder, info = download_model_version(1, tmp_path / "champion", settings)
 
     assert folder == tmp_path / "champion"
     assert sorted(path.name for path in folder.iterdir()) == sorted(
@@ -88,8 +98,8 @@ def test_download_gives_the_verified_files(model_export: Path, tmp_path: Path) -
     )
 
 
-def test_a_file_with_changed_bytes_is_refused(model_export: Path) -> None:
-    info = _register(model_export)
+def test_a_file_with_changed_bytes_is_refused(model_export: Path, settings: Settings) -> None:
+    info = _register(model_export, settings=settings)
     path = _stored(info) / "model.keras"
     data = bytearray(path.read_bytes())
     data[100] ^= 0x01
@@ -100,11 +110,11 @@ def test_a_file_with_changed_bytes_is_refused(model_export: Path) -> None:
         match=r"refusing to load fraud-detector version 1 \(champion, challenger\): "
         r"model.keras sha256 mismatch: registered [0-9a-f]{64}, file has",
     ):
-        load_model_version(1)
+        load_model_version(1, settings)
 
 
-def test_a_truncated_file_is_refused(model_export: Path) -> None:
-    info = _register(model_export)
+def test_a_truncated_file_is_refused(model_export: Path, settings: Settings) -> None:
+    info = _register(model_export, settings=settings)
     path = _stored(info) / "model.keras"
     size = path.stat().st_size
     path.write_bytes(path.read_bytes()[: size // 2])
@@ -113,53 +123,61 @@ def test_a_truncated_file_is_refused(model_export: Path) -> None:
         ModelIntegrityError,
         match=f"version 1 .*model.keras is truncated: {size // 2} bytes, registered with {size}",
     ):
-        load_model_version("champion")
+        load_model_version("champion", settings)
 
 
-def test_a_sidecar_that_disagrees_with_the_registry_is_refused(model_export: Path) -> None:
-    info = _register(model_export)
+def test_a_sidecar_that_disagrees_with_the_registry_is_refused(
+    model_export: Path, settings: Settings
+) -> None:
+    info = _register(model_export, settings=settings)
     (_stored(info) / "model.keras.sha256").write_text("f" * 64 + "  model.keras\n")
 
     with pytest.raises(
         ModelIntegrityError, match=r"model\.keras.sha256 says ffff.* but the registry"
     ):
-        load_model_version(1)
+        load_model_version(1, settings)
 
 
-def test_a_reordered_feature_list_is_refused(model_export: Path, tmp_path: Path) -> None:
-    info = _register(model_export)
+def test_a_reordered_feature_list_is_refused(
+    model_export: Path, tmp_path: Path, settings: Settings
+) -> None:
+    info = _register(model_export, settings=settings)
     features = _stored(info) / "features.json"
     features.write_text(json.dumps(list(reversed(json.loads(features.read_text())))))
 
     with pytest.raises(ModelIntegrityError, match=r"version 1 .*features\.json differs"):
-        download_model_version(1, tmp_path / "download")
+        download_model_version(1, tmp_path / "download", settings)
     assert not (tmp_path / "download" / "model.keras").exists()
 
 
-def test_a_pickle_renamed_keras_is_refused_even_with_matching_digests(model_export: Path) -> None:
-    info = _register(model_export)
-    _replace_consistently(info, pickle.dumps({"weights": [1.0, 2.0]}))
+def test_a_pickle_renamed_keras_is_refused_even_with_matching_digests(
+    model_export: Path, settings: Settings
+) -> None:
+    info = _register(model_export, settings=settings)
+    _replace_consistently(info, pickle.dumps({"weights": [1.0, 2.0]}), settings)
 
     with pytest.raises(ModelIntegrityError, match=r"version 1 .*not a Keras archive"):
-        load_model_version(1)
+        load_model_version(1, settings)
 
 
-def test_a_legacy_h5_renamed_keras_is_refused(model_export: Path, tmp_path: Path) -> None:
+def test_a_legacy_h5_renamed_keras_is_refused(
+    model_export: Path, tmp_path: Path, settings: Settings
+) -> None:
     import keras
 
     legacy = tmp_path / "legacy.h5"
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.save(legacy)
     assert legacy.read_bytes()[:4] == b"\x89HDF"
-    info = _register(model_export)
-    _replace_consistently(info, legacy.read_bytes())
+    info = _register(model_export, settings=settings)
+    _replace_consistently(info, legacy.read_bytes(), settings)
 
     with pytest.raises(ModelIntegrityError, match=r"version 1 .*not a Keras archive"):
-        load_model_version(1)
+        load_model_version(1, settings)
 
 
 def test_a_keras_archive_with_a_lambda_layer_is_refused_by_safe_mode(
-    model_export: Path, tmp_path: Path
+    model_export: Path, tmp_path: Path, settings: Settings
 ) -> None:
     import keras
 
@@ -173,8 +191,8 @@ def test_a_keras_archive_with_a_lambda_layer_is_refused_by_safe_mode(
     (export / "model.keras.sha256").write_text(f"{digest}  model.keras\n")
     (export / "features.json").write_text('["a", "b", "c"]')
     (export / "metadata.json").write_text(json.dumps({"sha256": digest}))
-    _register(model_export)
-    info = _register(export, "run-2")
+    _register(model_export, settings=settings)
+    info = _register(export, "run-2", settings=settings)
 
     with pytest.raises(ModelIntegrityError, match=r"version 2 .*Lambda"):
-        load_model_version(info.version)
+        load_model_version(info.version, settings)

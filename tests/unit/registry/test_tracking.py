@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kaizen.platform.settings import Settings
 from kaizen.registry import (
     PipelineRunTracker,
     TrackingError,
@@ -19,7 +20,6 @@ from kaizen.registry import (
     ui_command,
 )
 from kaizen.registry._backend import store_config
-from kaizen.platform.settings import Settings, load_settings
 from kaizen.tuning.result import ExperimentResult, TrialRecord
 
 MANIFEST = {
@@ -34,10 +34,10 @@ MANIFEST = {
 }
 
 
-def _client() -> Any:
+def _client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
-    uri = load_settings().tracking_uri
+    uri = settings.tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -46,38 +46,38 @@ def _frame(seed: int) -> pd.DataFrame:
     return pd.DataFrame({"amount": rng.normal(size=50), "is_fraud": rng.integers(0, 2, 50)})
 
 
-def test_every_process_of_a_pipeline_run_finds_the_same_parent_run() -> None:
-    first = PipelineRunTracker("run-a")
-    again = PipelineRunTracker("run-a")
-    other = PipelineRunTracker("run-b")
+def test_every_process_of_a_pipeline_run_finds_the_same_parent_run(settings: Settings) -> None:
+    first = PipelineRunTracker("run-a", settings=settings)
+    again = PipelineRunTracker("run-a", settings=settings)
+    other = PipelineRunTracker("run-b", settings=settings)
 
     assert first.run_id == again.run_id
     assert other.run_id != first.run_id
     round_0 = first.round_run_id(0)
     assert again.round_run_id(0) == round_0
     assert first.round_run_id(1) != round_0
-    round_run = _client().get_run(round_0)
+    round_run = _client(settings).get_run(round_0)
     assert round_run.data.tags["mlflow.parentRunId"] == first.run_id
     assert round_run.info.run_name == "round-0"
-    assert _client().get_run(first.run_id).info.run_name == "run-a"
+    assert _client(settings).get_run(first.run_id).info.run_name == "run-a"
 
 
-def test_a_pipeline_run_id_with_a_quote_is_refused() -> None:
+def test_a_pipeline_run_id_with_a_quote_is_refused(settings: Settings) -> None:
     with pytest.raises(ValueError, match=r"pipeline run id \"it's\" must .* no quotes"):
-        PipelineRunTracker("it's")
+        PipelineRunTracker("it's", settings=settings)
 
 
 def test_log_data_records_fingerprints_windows_features_and_code(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     monkeypatch.setenv("KAIZEN_GIT_COMMIT", "0123abc")
     train_path = tmp_path / "train.parquet"
     _frame(1).to_parquet(train_path)
-    tracker = PipelineRunTracker("run-data")
+    tracker = PipelineRunTracker("run-data", settings=settings)
 
     tracker.log_data(manifest=MANIFEST, training_data=train_path)
 
-    params = _client().get_run(tracker.run_id).data.params
+    params = _client(settings).get_run(tracker.run_id).data.params
     assert params["data.fingerprint"] == fingerprint_parquet(train_path)
     assert params["features.service"] == "fraud_model_v1"
     assert params["features.views"] == "customer_stats,merchant_stats"
@@ -103,24 +103,24 @@ def test_the_data_fingerprint_follows_the_rows_not_the_file_encoding(tmp_path: P
         fingerprint_parquet(tmp_path / "missing.parquet")
 
 
-def test_a_param_relogged_with_another_value_is_refused_by_name() -> None:
-    tracker = PipelineRunTracker("run-params")
+def test_a_param_relogged_with_another_value_is_refused_by_name(settings: Settings) -> None:
+    tracker = PipelineRunTracker("run-params", settings=settings)
     tracker.log_pipeline_params({"seed": 42, "rows": 2000})
     tracker.log_pipeline_params({"seed": 42})  # a retried step: same value, accepted
 
     with pytest.raises(TrackingError, match=r"'pipeline.seed' was logged as '42' .* to '43'"):
         tracker.log_pipeline_params({"seed": 43})
-    assert _client().get_run(tracker.run_id).data.params["pipeline.seed"] == "42"
+    assert _client(settings).get_run(tracker.run_id).data.params["pipeline.seed"] == "42"
 
 
-def test_training_metrics_are_logged_per_epoch_once(model_export: Path) -> None:
+def test_training_metrics_are_logged_per_epoch_once(model_export: Path, settings: Settings) -> None:
     metadata = json.loads((model_export / "metadata.json").read_text())
-    tracker = PipelineRunTracker("run-train")
+    tracker = PipelineRunTracker("run-train", settings=settings)
 
     run_id = tracker.log_training(model_export, round_index=0)
     tracker.log_training(model_export, round_index=0)  # a retried step
 
-    client = _client()
+    client = _client(settings)
     history = client.get_metric_history(run_id, "val_roc_auc")
     assert [m.step for m in history] == list(range(1, metadata["epochs_run"] + 1))
     assert [m.value for m in history] == pytest.approx(metadata["history"]["val_roc_auc"])
@@ -134,7 +134,7 @@ def test_training_metrics_are_logged_per_epoch_once(model_export: Path) -> None:
 
 
 def test_evaluation_metrics_report_and_plots_land_in_the_object_store(
-    tmp_path: Path, kaizen_home: Path
+    tmp_path: Path, kaizen_home: Path, settings: Settings
 ) -> None:
     from kaizen.evaluation.metrics import evaluate_scores
     from kaizen.evaluation.report import write_html_report, write_plots
@@ -146,14 +146,14 @@ def test_evaluation_metrics_report_and_plots_land_in_the_object_store(
     report = write_html_report(result, labels, scores, tmp_path / "report.html")
     write_plots(result, labels, scores, tmp_path / "plots")
     evaluation = {"metrics": result.to_dict(), "rows": 200}
-    tracker = PipelineRunTracker("run-eval")
+    tracker = PipelineRunTracker("run-eval", settings=settings)
 
     logged = tracker.log_evaluation(
         evaluation, round_index=1, report=report, plots=tmp_path / "plots"
     )
 
     assert logged["test_roc_auc"] == pytest.approx(result.roc_auc)
-    client = _client()
+    client = _client(settings)
     round_metrics = client.get_run(tracker.round_run_id(1)).data.metrics
     assert round_metrics["test_recall"] == pytest.approx(result.recall)
     parent_history = client.get_metric_history(tracker.run_id, "test_roc_auc")
@@ -214,15 +214,15 @@ def _experiment() -> ExperimentResult:
     )
 
 
-def test_katib_trials_become_nested_runs_and_a_retry_duplicates_none() -> None:
-    tracker = PipelineRunTracker("run-tune")
+def test_katib_trials_become_nested_runs_and_a_retry_duplicates_none(settings: Settings) -> None:
+    tracker = PipelineRunTracker("run-tune", settings=settings)
     result = _experiment()
 
     first = tracker.log_tuning(result, round_index=0)
     second = tracker.log_tuning(result, round_index=0)  # a retried tune step
 
     assert first == second
-    client = _client()
+    client = _client(settings)
     round_run = tracker.round_run_id(0)
     children = client.search_runs(
         [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{round_run}'"
@@ -248,13 +248,13 @@ def test_katib_trials_become_nested_runs_and_a_retry_duplicates_none() -> None:
     }
 
 
-def test_gate_decisions_are_recorded_per_round_and_overall() -> None:
-    tracker = PipelineRunTracker("run-gate")
+def test_gate_decisions_are_recorded_per_round_and_overall(settings: Settings) -> None:
+    tracker = PipelineRunTracker("run-gate", settings=settings)
     failed = {"passed": False, "reasons": ["recall 0.31 < 0.50: fail"]}
     passed = {"passed": True, "reasons": ["recall 0.62 >= 0.50: pass"]}
 
     tracker.log_gate_decision(failed, round_index=0)
-    client = _client()
+    client = _client(settings)
     assert client.get_run(tracker.run_id).data.tags["kaizen.gate"] == "fail"
     tracker.log_gate_decision(passed, round_index=1)
 
@@ -270,25 +270,27 @@ def test_gate_decisions_are_recorded_per_round_and_overall() -> None:
         tracker.log_gate_decision({"passed": "yes"}, round_index=2)
 
 
-def test_finish_ends_the_parent_and_open_round_runs() -> None:
-    tracker = PipelineRunTracker("run-finish")
+def test_finish_ends_the_parent_and_open_round_runs(settings: Settings) -> None:
+    tracker = PipelineRunTracker("run-finish", settings=settings)
     round_run = tracker.round_run_id(0)
 
     tracker.finish("FAILED")
 
-    client = _client()
+    client = _client(settings)
     assert client.get_run(tracker.run_id).info.status == "FAILED"
     assert client.get_run(round_run).info.status == "FAILED"
 
 
-def test_ui_command_points_at_the_tracking_database(kaizen_home: Path) -> None:
-    command = ui_command()
+def test_ui_command_points_at_the_tracking_database(kaizen_home: Path, settings: Settings) -> None:
+    command = ui_command(settings)
 
     assert command == f"mlflow ui --backend-store-uri sqlite:///{kaizen_home}/mlflow.db --port 5000"
 
 
-def test_artifacts_go_to_the_object_store_of_the_storage_backend(kaizen_home: Path) -> None:
-    local = load_settings()
+def test_artifacts_go_to_the_object_store_of_the_storage_backend(
+    kaizen_home: Path, settings: Settings
+) -> None:
+    local = settings
     s3 = Settings(
         home=kaizen_home,
         storage_backend="s3",

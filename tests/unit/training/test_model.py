@@ -15,7 +15,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "units": 64,
         "dropout": 0.1,
         "batch_size": 256,
-        "epochs": 20,
+        "epochs": 15,  # the pipeline's; the trainer used 20 until they were one definition
         "patience": 3,
         "seed": 42,
     }
@@ -125,3 +125,36 @@ def test_same_seed_builds_identical_weights_other_seed_does_not() -> None:
 def test_build_model_refuses_bad_inputs(names: list[str], data: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_model(names, data, HyperParameters())
+
+
+def test_a_searchs_string_assignments_are_typed_and_the_rest_kept() -> None:
+    from kaizen.training.model import DEFAULT_HYPERPARAMETERS
+
+    chosen = DEFAULT_HYPERPARAMETERS.with_assignments(
+        {"learning_rate": "0.0123", "num_layers": "3.0", "units": "128", "seed": "7"}
+    )
+    assert chosen.learning_rate == pytest.approx(0.0123)
+    assert chosen.num_layers == 3 and isinstance(chosen.num_layers, int)
+    assert chosen.units == 128
+    # not searchable: a Katib assignment cannot change the run's seed or epochs
+    assert chosen.seed == DEFAULT_HYPERPARAMETERS.seed
+    assert chosen.epochs == DEFAULT_HYPERPARAMETERS.epochs
+    assert chosen.dropout == DEFAULT_HYPERPARAMETERS.dropout
+
+
+@pytest.mark.parametrize(
+    ("assignments", "field", "message"),
+    [
+        ({"units": "64.5"}, "units", "not a whole number"),
+        ({"learning_rate": "fast"}, "learning_rate", "not a number"),
+        ({"dropout": "0.95"}, "dropout", r"dropout must be in \[0, 0.9\]"),
+    ],
+)
+def test_a_bad_assignment_names_its_hyperparameter(
+    assignments: dict[str, str], field: str, message: str
+) -> None:
+    from kaizen.training.model import DEFAULT_HYPERPARAMETERS, HyperParameterError
+
+    with pytest.raises(HyperParameterError, match=message) as raised:
+        DEFAULT_HYPERPARAMETERS.with_assignments(assignments)
+    assert raised.value.field == field

@@ -16,7 +16,10 @@ prints no metrics and exits 0; ``--ignore-sigterm`` ignores SIGTERM (only SIGKIL
 ``--slow-first PATH``: the first trial to create PATH sleeps ``--slow-sleep`` per epoch instead
 (so of two trials started together exactly one is slow, whatever the sampler chose);
 ``--x-by-order A,B,C --order-dir DIR``: the n-th trial to start (counted with files in DIR)
-uses the n-th value instead of ``--x``, so a test can fix which trial is bad.
+uses the n-th value instead of ``--x``, so a test can fix which trial is bad;
+``--meet DIR --meet-count N``: after its start event the trial leaves a file in DIR and waits
+(up to ``--meet-timeout`` seconds) until N trials have, then writes ``met`` (or ``alone`` when
+the wait ran out), so trials that run at the same time provably meet whatever the machine's speed.
 
 :func:`experiment_body` builds a Katib Experiment CR body whose trial runs this program.
 """
@@ -162,6 +165,9 @@ def main() -> int:
     parser.add_argument("--order-dir", default=None)
     parser.add_argument("--slow-first", default=None)
     parser.add_argument("--slow-sleep", type=float, default=10.0)
+    parser.add_argument("--meet", default=None)
+    parser.add_argument("--meet-count", type=int, default=2)
+    parser.add_argument("--meet-timeout", type=float, default=60.0)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--output-dir", required=True)
@@ -179,6 +185,15 @@ def main() -> int:
         events.flush()
 
     event("start", argv=sys.argv[1:])
+    if args.meet is not None:
+        meeting = Path(args.meet)
+        meeting.mkdir(parents=True, exist_ok=True)
+        (meeting / str(os.getpid())).write_text("")
+        deadline = time.monotonic() + args.meet_timeout
+        while len(list(meeting.iterdir())) < args.meet_count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        present = len(list(meeting.iterdir()))
+        event("met" if present >= args.meet_count else "alone", present=present)
     x = args.x
     if args.x_by_order is not None:
         values = [float(value) for value in args.x_by_order.split(",")]

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import re
 import threading
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -333,18 +332,23 @@ def test_median_stop_rule_compares_best_so_far_with_the_median_running_average()
 
 
 def test_parallel_trials_really_run_at_the_same_time(tmp_path: Path) -> None:
-    body = fake.experiment_body(trial_args=("--epochs=3", "--sleep=0.3"), max_trials=2, parallel=2)
+    # Each trial waits (up to 60 s) for the other to start before it trains: run one after the
+    # other, the first would wait alone; run together, they meet however slow the machine is.
+    body = fake.experiment_body(
+        trial_args=("--epochs=2", f"--meet={tmp_path / 'meet'}", "--meet-count=2"),
+        max_trials=2,
+        parallel=2,
+    )
 
-    started = time.monotonic()
-    result = run_experiment(body, work_dir=tmp_path)
-    elapsed = time.monotonic() - started
+    result = run_experiment(body, work_dir=tmp_path / "work")
 
+    assert [t.status for t in result.trials] == ["Succeeded", "Succeeded"]
     spans = []
     for trial in result.trials:
-        events = fake.read_events(output_dir(tmp_path, trial))
+        events = fake.read_events(output_dir(tmp_path / "work", trial))
+        assert [e["event"] for e in events][:2] == ["start", "met"]
         spans.append((events[0]["time"], events[-1]["time"]))
     assert max(start for start, _ in spans) < min(end for _, end in spans)  # overlapping
-    assert elapsed < sum(t.duration_s or 0 for t in result.trials)
 
 
 def test_medianstop_kills_a_clearly_worse_trial(tmp_path: Path) -> None:
@@ -389,9 +393,9 @@ def test_medianstop_kills_a_clearly_worse_trial(tmp_path: Path) -> None:
         )
         assert 0 < trial.metrics["val_roc_auc"] < best_succeeded  # it keeps what it reached
         assert max(step for step, _ in trial.intermediate) < epochs
-    time.sleep(0.3)
-    for trial in stopped:  # nothing kept running behind our back
-        events = fake.read_events(output_dir(tmp_path / "work", trial))
+        # Its process is gone (asserted above), so these events are final: it was stopped
+        # mid-training and wrote nothing after.
+        events = fake.read_events(outputs)
         assert events[-1]["event"] == "epoch" and events[-1]["epoch"] < epochs
 
 
@@ -400,18 +404,21 @@ def test_reaching_the_goal_ends_the_experiment_and_kills_running_trials(tmp_path
         parameters=[
             {"name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["0.3"]}}
         ],
-        # Of the two trials started together one is slow (10 s per epoch); the fast one
+        # Of the two trials started together one is slow (60 s per epoch); the fast one
         # reaches 0.875 >= goal after 3 short epochs.
-        trial_args=("--epochs=3", "--sleep=0.05", f"--slow-first={tmp_path / 'slow'}"),
+        trial_args=(
+            "--epochs=3",
+            "--sleep=0.05",
+            f"--slow-first={tmp_path / 'slow'}",
+            "--slow-sleep=60",
+        ),
         max_trials=10,
         parallel=2,
         goal=0.85,
     )
 
-    started = time.monotonic()
     result = run_experiment(body, work_dir=tmp_path / "work", kill_grace_s=2)
 
-    assert time.monotonic() - started < 8
     assert result.status == "Succeeded" and result.goal_reached
     assert result.reason.startswith("ExperimentGoalReached: trial ")
     assert sorted(t.status for t in result.trials) == ["Killed", "Succeeded"]
@@ -422,7 +429,8 @@ def test_reaching_the_goal_ends_the_experiment_and_kills_running_trials(tmp_path
     assert result.optimal_trial is not None and result.optimal_trial["bestTrialName"] == winner.name
     assert winner.metrics["val_roc_auc"] >= 0.85
     events = fake.read_events(tmp_path / "work" / "trials" / killed.name / "output")
-    assert events[1]["event"] == "slow" and events[-1]["event"] != "end"
+    # Killed in its first slow epoch: the experiment did not wait for it.
+    assert [e["event"] for e in events] == ["start", "slow"]
     assert process_gone(
         int((tmp_path / "work" / "trials" / killed.name / "output" / "pid").read_text())
     )

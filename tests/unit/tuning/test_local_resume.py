@@ -62,6 +62,16 @@ def wait_for(work_dir: Path, done: int, timeout_s: float = 30) -> ExperimentResu
     raise AssertionError(f"no {done} finished trials in {work_dir} after {timeout_s} s")
 
 
+def wait_gone(pid: int, timeout_s: float = 60) -> bool:
+    """Poll until ``pid`` is gone (True), or the deadline passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not process_gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_a_killed_executor_resumes_without_rerunning_finished_trials(
     tmp_path: Path, repo_root: Path
 ) -> None:
@@ -75,7 +85,14 @@ def test_a_killed_executor_resumes_without_rerunning_finished_trials(
                 "feasibleSpace": {"min": "0.0", "max": "1.0", "step": "0.2"},
             }
         ],
-        trial_args=("--epochs=4", "--sleep=0.2"),
+        # The first trial to start is slow (120 s an epoch): it is surely still running when
+        # the executor is killed, and would outlive the wait below if it were not killed too.
+        trial_args=(
+            "--epochs=4",
+            "--sleep=0.2",
+            f"--slow-first={tmp_path / 'slow'}",
+            "--slow-sleep=120",
+        ),
         max_trials=6,
         parallel=2,
     )
@@ -98,10 +115,17 @@ def test_a_killed_executor_resumes_without_rerunning_finished_trials(
     interrupted = before.trials_with_status("Running")
     assert len(finished_before) >= 2 and interrupted
     # The trials die with their executor (Linux parent-death signal), not run on unseen.
-    time.sleep(0.5)
+    slow = [
+        t
+        for t in interrupted
+        if any(e["event"] == "slow" for e in fake.read_events(work_dir / "trials" / t.name / "output"))
+    ]
+    assert len(slow) == 1, "the slow trial was interrupted"
     for trial in interrupted:
         pid = recorded["executor"]["trials"][trial.name].get("pid")
-        assert pid is None or process_gone(pid)
+        assert pid is None or wait_gone(pid), f"trial {trial.name} outlived its executor"
+    slow_events = fake.read_events(work_dir / "trials" / slow[0].name / "output")
+    assert [e["event"] for e in slow_events] == ["start", "slow"]  # killed in its first epoch
 
     result = run_experiment(body, work_dir=work_dir)
 
