@@ -38,6 +38,7 @@ from kaizen.platform.library_versions import require_version
 
 if TYPE_CHECKING:
     from minio import Minio
+    from minio.helpers import DictType
 
 LIBRARY = "minio"
 SUPPORTED_VERSIONS = SpecifierSet(">=7.2,<8")
@@ -63,7 +64,9 @@ def validate_bucket_name(bucket: str) -> None:
     check_bucket_name(bucket)
 
 
-def put_object(client: Minio, bucket: str, key: str, data: bytes, headers: Mapping[str, str]) -> None:
+def put_object(
+    client: Minio, bucket: str, key: str, data: bytes, headers: Mapping[str, str]
+) -> None:
     """PutObject ``data`` at ``key`` with exactly ``headers`` (``If-None-Match`` included).
 
     Raises:
@@ -114,7 +117,7 @@ def complete_multipart_upload(
         )
         + "</CompleteMultipartUpload>"
     ).encode()
-    request_headers = {
+    request_headers: DictType = {
         "Content-Type": "application/xml",
         "Content-MD5": base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode(),
         **headers,

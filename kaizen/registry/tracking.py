@@ -138,11 +138,12 @@ def fingerprint_parquet(path: str | os.PathLike[str]) -> str:
 
 
 def code_version(repo_dir: str | os.PathLike[str] | None = None) -> str:
-    """The code version a run records: an explicit commit, else ``git`` in ``repo_dir``.
+    """The code version a run records when the caller knows none: ``git`` in ``repo_dir``.
 
-    ``KAIZEN_GIT_COMMIT`` (set by the image build or the pipeline submitter) wins, then
-    ``GITHUB_SHA`` (GitHub Actions); otherwise ``git rev-parse HEAD``, with ``+dirty`` when
-    tracked files have uncommitted changes.
+    A commit the caller knows (``Settings.git_commit``, from ``KAIZEN_GIT_COMMIT`` set by the
+    image build or the pipeline submitter) is passed explicitly and never comes here.
+    ``GITHUB_SHA`` (GitHub Actions) wins; otherwise ``git rev-parse HEAD``, with ``+dirty``
+    when tracked files have uncommitted changes.
 
     Args:
         repo_dir: where to ask git; None uses the current directory.
@@ -150,9 +151,8 @@ def code_version(repo_dir: str | os.PathLike[str] | None = None) -> str:
     Returns:
         The commit, or ``unknown`` outside a git checkout with no commit in the environment.
     """
-    for variable in ("KAIZEN_GIT_COMMIT", "GITHUB_SHA"):
-        if os.environ.get(variable):
-            return os.environ[variable]
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
     from kaizen.platform.git import git_commit
 
     commit = git_commit(repo_dir if repo_dir is not None else Path.cwd())
@@ -364,7 +364,8 @@ class PipelineRunTracker:
             training_data: the training split Parquet; its content fingerprint becomes
                 ``data.fingerprint``.
             transactions: the ingested transactions Parquet (``data.transactions_fingerprint``).
-            git_commit: the code version; None asks :func:`code_version`.
+            git_commit: the code version (``Settings.git_commit``); None asks
+                :func:`code_version`.
 
         Returns:
             The params that were logged.

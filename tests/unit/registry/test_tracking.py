@@ -68,14 +68,14 @@ def test_a_pipeline_run_id_with_a_quote_is_refused(settings: Settings) -> None:
 
 
 def test_log_data_records_fingerprints_windows_features_and_code(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
+    tmp_path: Path, kaizen_home: Path
 ) -> None:
-    monkeypatch.setenv("KAIZEN_GIT_COMMIT", "0123abc")
+    settings = Settings(home=kaizen_home, git_commit="0123abc")
     train_path = tmp_path / "train.parquet"
     _frame(1).to_parquet(train_path)
     tracker = PipelineRunTracker("run-data", settings=settings)
 
-    tracker.log_data(manifest=MANIFEST, training_data=train_path)
+    tracker.log_data(manifest=MANIFEST, training_data=train_path, git_commit=settings.git_commit)
 
     params = _client(settings).get_run(tracker.run_id).data.params
     assert params["data.fingerprint"] == fingerprint_parquet(train_path)
@@ -287,10 +287,8 @@ def test_ui_command_points_at_the_tracking_database(kaizen_home: Path, settings:
     assert command == f"mlflow ui --backend-store-uri sqlite:///{kaizen_home}/mlflow.db --port 5000"
 
 
-def test_artifacts_go_to_the_object_store_of_the_storage_backend(
-    kaizen_home: Path, settings: Settings
-) -> None:
-    local = settings
+def test_artifacts_go_to_the_object_store_of_the_storage_backend(kaizen_home: Path) -> None:
+    local = Settings(home=kaizen_home)
     s3 = Settings(
         home=kaizen_home,
         storage_backend="s3",

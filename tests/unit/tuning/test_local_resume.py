@@ -118,7 +118,9 @@ def test_a_killed_executor_resumes_without_rerunning_finished_trials(
     slow = [
         t
         for t in interrupted
-        if any(e["event"] == "slow" for e in fake.read_events(work_dir / "trials" / t.name / "output"))
+        if any(
+            e["event"] == "slow" for e in fake.read_events(work_dir / "trials" / t.name / "output")
+        )
     ]
     assert len(slow) == 1, "the slow trial was interrupted"
     for trial in interrupted:

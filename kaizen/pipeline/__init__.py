@@ -1,0 +1,1 @@
+"""Running the pipeline: compile it, store it, run the compiled YAML locally, summarize a run."""
