@@ -33,6 +33,7 @@ format: setup
 	$(BIN)/ruff format .
 
 bench: setup ## performance figures, each beside its baseline
+	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/pipeline_overhead.py
 	$(BIN)/python benchmarks/tuning.py
 	$(BIN)/python benchmarks/serving.py

@@ -26,10 +26,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,9 +104,9 @@ def apply_feature_repo(
 ) -> FeatureStore:
     """Register the repo's definitions, like ``feast apply`` run in ``repo_path``.
 
-    Runs Feast's own apply path (the one behind the CLI), so a re-run with unchanged
-    definitions changes nothing, and definitions removed from the repo are removed from the
-    registry.
+    Runs Feast's own apply path (the one behind the CLI, reached through
+    :mod:`kaizen.features.feast_adapter`), so a re-run with unchanged definitions changes
+    nothing, and definitions removed from the repo are removed from the registry.
 
     Args:
         repo_path: The Feast repo (``feature_repo/``).
@@ -121,39 +119,16 @@ def apply_feature_repo(
         FeatureRepoError: naming the path and the problem (missing repo or
             ``feature_store.yaml``, invalid configuration, definitions that fail to load
             or to apply).
+        UnsupportedLibraryVersionError: the installed Feast is not a version
+            :mod:`kaizen.features.feast_adapter` was written for.
     """
-    from feast import Project
-    from feast.repo_operations import apply_total_with_repo_instance, parse_repo
+    from kaizen.features import feast_adapter
 
     repo, home = _check_repo(repo_path), _absolute(kaizen_home)
     (home / "feast").mkdir(parents=True, exist_ok=True)
     with _kaizen_home_env(home):
         store = _open_store(repo, home)
-        with _definitions_importable(repo):
-            try:
-                contents = parse_repo(repo)
-            except Exception as error:
-                raise FeatureRepoError(
-                    f"feature repo {repo}: loading the definitions failed: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-        project = store.config.project
-        names = [declared.name for declared in contents.projects]
-        if any(name != project for name in names):
-            raise FeatureRepoError(
-                f"feature repo {repo}: Project object(s) {names} do not match project "
-                f"{project!r} of {repo / FEATURE_STORE_YAML}"
-            )
-        if not contents.projects:
-            contents.projects.append(Project(name=project))
-        try:
-            apply_total_with_repo_instance(
-                store, project, store.registry, contents, skip_source_validation=False
-            )
-        except Exception as error:
-            raise FeatureRepoError(
-                f"feature repo {repo}: feast apply failed: {type(error).__name__}: {error}"
-            ) from error
+        feast_adapter.apply_repo(store, repo)
     return store
 
 
@@ -358,7 +333,8 @@ class OnlineFeatureReader:
     gives pandas. Feast spends most of a single-row lookup converting between protobuf,
     Arrow and pandas around that call (2.9 of 3.3 ms measured); the values are the same to
     the bit, which tests/unit/features/test_online_reader.py checks against Feast's own
-    ``get_online_features`` with the service.
+    ``get_online_features`` with the service. The Feast internals this takes (the stored
+    function, and the inputs Feast gives it) are in :mod:`kaizen.features.feast_adapter`.
 
     A service this cannot reproduce exactly (an on-demand view in python or substrait mode,
     with aggregations or written to the online store, one reading another on-demand view,
@@ -382,9 +358,13 @@ class OnlineFeatureReader:
 
     Raises:
         FeatureRepoError: if the feature service does not exist.
+        UnsupportedLibraryVersionError: the installed Feast is not a version
+            :mod:`kaizen.features.feast_adapter` was written for.
     """
 
     def __init__(self, store: FeatureStore, feature_service: str = DEFAULT_FEATURE_SERVICE):
+        from kaizen.features import feast_adapter
+
         service = _feature_service(store, feature_service)
         views = {view.name: view for view in store.list_feature_views()}
         self.store = store
@@ -395,7 +375,7 @@ class OnlineFeatureReader:
         self._positions = {name: position for position, name in enumerate(self.names)}
         stored = set(self.stored_names)
         self._stored_mask = np.array([name in stored for name in self.names], dtype=bool)
-        self._plan = _InProcessPlan.of(store, service, views)
+        self._plan = feast_adapter.in_process_plan(store, service, views)
 
     @property
     def in_process(self) -> bool:
@@ -480,145 +460,6 @@ class OnlineFeatureReader:
                 f"{int(undefined[:, column].sum())} row(s), first {f'row {first}'!r}"
             )
         return values
-
-
-@dataclass(frozen=True)
-class _OnDemandStep:
-    """One pandas-mode on-demand view, resolved for in-process use."""
-
-    prefix: str  # the view's name in the service: outputs are ``<prefix>__<feature>``
-    transform: Callable[[pd.DataFrame], pd.DataFrame]
-    sources: tuple[tuple[str, str, bool], ...]  # (full name, short name, integer type?)
-    request_fields: tuple[tuple[str, bool], ...]  # (name, timestamp type?)
-    outputs: tuple[str, ...]  # short names the service reads
-
-
-@dataclass(frozen=True)
-class _InProcessPlan:
-    """How a reader answers a service: stored features from Feast, on-demand ones here."""
-
-    service: str
-    refs: tuple[str, ...]  # ``view:feature`` refs of every stored feature needed
-    join_keys: tuple[str, ...]
-    steps: tuple[_OnDemandStep, ...]
-
-    @classmethod
-    def of(cls, store: FeatureStore, service: Any, views: dict[str, Any]) -> _InProcessPlan | None:
-        """The plan for ``service``, or None if only Feast's own call gives its values."""
-        on_demand = {view.name: view for view in store.list_on_demand_feature_views()}
-        refs: list[str] = []
-        join_keys: list[str] = []
-        steps: list[_OnDemandStep] = []
-
-        def need(view: Any, feature: str) -> None:
-            ref = f"{view.name}:{feature}"
-            if ref not in refs:
-                refs.append(ref)
-            for column in view.entity_columns:
-                if column.name not in join_keys:
-                    join_keys.append(column.name)
-
-        for projection in service.feature_view_projections:
-            if projection.name_alias or projection.join_key_map:
-                return None
-            if projection.name in views:
-                for feature in projection.features:
-                    need(views[projection.name], feature.name)
-                continue
-            step = _on_demand_step(on_demand.get(projection.name), projection, views)
-            if step is None:
-                return None
-            for full_name, _, _ in step.sources:
-                view_name, _, feature = full_name.partition("__")
-                need(views[view_name], feature)
-            steps.append(step)
-        if not steps:
-            return None  # nothing to save: the service call is the lookup
-        return cls(service.name, tuple(refs), tuple(join_keys), tuple(steps))
-
-    def lookup(self, store: FeatureStore, requests: list[dict[str, Any]]) -> dict[str, list[Any]]:
-        """Feast's answer for ``requests`` with full names, on-demand outputs included."""
-        from feast.errors import FeastObjectNotFoundException
-
-        try:
-            answer: dict[str, Any] = store.get_online_features(
-                features=list(self.refs),
-                entity_rows=[{key: request[key] for key in self.join_keys} for request in requests],
-                full_feature_names=True,
-            ).to_dict()
-        except FeastObjectNotFoundException as error:
-            raise FeatureRepoError(
-                f"feature service {self.service!r} reads a view Feast no longer has (was the "
-                f"repo re-applied without it?): {error}"
-            ) from None
-        except KeyError as error:
-            raise ValueError(f"online_features: rows need join key {error.args[0]!r}") from None
-        count = len(requests)
-        for step in self.steps:
-            inputs: dict[str, Any] = {key: [r[key] for r in requests] for key in self.join_keys}
-            for field, timestamp in step.request_fields:
-                if any(field not in request for request in requests):
-                    raise ValueError(f"online_features: rows need request field {field!r}")
-                given = [request[field] for request in requests]
-                inputs[field] = (
-                    pd.DatetimeIndex(given).as_unit("us") if timestamp else np.asarray(given)
-                )
-            for full_name, short_name, integer in step.sources:
-                # Arrow's column as pandas reads it: ints stay int64 unless one is missing.
-                values = np.array(answer[full_name], dtype=np.float64)
-                if integer and not np.isnan(values).any():
-                    values = values.astype(np.int64)
-                inputs[full_name] = values
-                inputs[short_name] = values.copy()
-            outputs = step.transform(pd.DataFrame(inputs, copy=False))
-            for feature in step.outputs:
-                if feature not in outputs.columns or len(outputs) != count:
-                    raise FeatureRepoError(
-                        f"on-demand view {step.prefix!r} returned no {feature!r} for each "
-                        f"of {count} row(s); got columns {list(outputs.columns)}, "
-                        f"{len(outputs)} row(s)"
-                    )
-                column = outputs[feature]
-                if column.dtype.kind not in "fiub":
-                    column = pd.to_numeric(column, errors="coerce")
-                answer[f"{step.prefix}__{feature}"] = column.to_numpy(dtype=np.float64)
-        return answer
-
-
-def _on_demand_step(odfv: Any, projection: Any, views: dict[str, Any]) -> _OnDemandStep | None:
-    """``odfv`` resolved for in-process use, or None if Feast alone reproduces it."""
-    from feast.types import Int32, Int64, UnixTimestamp
-
-    transformation = getattr(odfv, "feature_transformation", None)
-    udf = getattr(transformation, "udf", None)
-    if (
-        odfv is None
-        or odfv.mode != "pandas"
-        or odfv.write_to_online_store
-        or odfv.aggregations
-        or not callable(udf)
-    ):
-        return None
-    sources: list[tuple[str, str, bool]] = []
-    for source in odfv.source_feature_view_projections.values():
-        if source.name not in views or source.name_alias or source.join_key_map:
-            return None
-        sources.extend(
-            (f"{source.name}__{feature.name}", feature.name, feature.dtype in (Int32, Int64))
-            for feature in source.features
-        )
-    request_fields = tuple(
-        (field.name, field.dtype == UnixTimestamp)
-        for request in odfv.source_request_sources.values()
-        for field in request.schema
-    )
-    return _OnDemandStep(
-        prefix=projection.name_to_use(),
-        transform=udf,
-        sources=tuple(sources),
-        request_fields=request_fields,
-        outputs=tuple(feature.name for feature in projection.features),
-    )
 
 
 def shared_feature_store(
@@ -854,36 +695,3 @@ def _kaizen_home_env(home: Path) -> Iterator[None]:
             os.environ.pop("KAIZEN_HOME", None)
         else:
             os.environ["KAIZEN_HOME"] = previous
-
-
-@contextlib.contextmanager
-def _definitions_importable(repo: Path) -> Iterator[None]:
-    """Let Feast import the repo's modules fresh, as the CLI does, and clean up after.
-
-    Feast imports each definition file as a top-level module named after its path relative
-    to the working directory, and the files import each other the same way. Modules cached
-    by an earlier apply would keep the paths they resolved then, so they are dropped
-    before and after.
-    """
-    from feast.repo_operations import get_repo_files
-
-    module_names = {
-        ".".join(path.relative_to(repo.resolve()).with_suffix("").parts)
-        for path in get_repo_files(repo)
-    }
-    previous_cwd = Path.cwd()
-    previous_bytecode = sys.dont_write_bytecode
-    for name in module_names:
-        sys.modules.pop(name, None)
-    sys.path.insert(0, str(repo))
-    sys.dont_write_bytecode = True  # keep __pycache__ out of the repo, as the CLI does
-    os.chdir(repo.resolve())
-    try:
-        yield
-    finally:
-        os.chdir(previous_cwd)
-        sys.dont_write_bytecode = previous_bytecode
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(repo))
-        for name in module_names:
-            sys.modules.pop(name, None)

@@ -3,18 +3,16 @@
 Parity rule: what runs here is the compiled YAML that goes to the cluster, not the Python
 pipeline function. KFP's verbose task logs go to a log file under ``KAIZEN_HOME/logs``; the
 caller gets one progress event per task start and end, and a summary read from the run's
-artifacts.
+artifacts. What the runner reads of kfp.local beyond its public API (log lines, output
+folders) is in :mod:`kaizen.pipeline.kfp_local_adapter`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import re
 import secrets
-import textwrap
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,12 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kaizen.pipeline import kfp_local_adapter as kfp_local
 from kaizen.platform.settings import Settings
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_STARTED = re.compile(r"Executing task '([^']+)'")
-_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
-_PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
 
 
 @dataclass
@@ -58,8 +52,7 @@ class RunResult:
     def task_dir(self, task: str) -> Path | None:
         if self.run_dir is None:
             return None
-        path = self.run_dir / task
-        return path if path.is_dir() else None
+        return kfp_local.task_folder(self.run_dir, task)
 
     def artifact(self, task: str, output: str) -> Path | None:
         task_dir = self.task_dir(task)
@@ -79,9 +72,10 @@ class RunResult:
 
     def executor_output(self, task: str) -> dict[str, Any]:
         task_dir = self.task_dir(task)
-        if task_dir is None or not (task_dir / "executor_output.json").is_file():
+        path = None if task_dir is None else task_dir / kfp_local.EXECUTOR_OUTPUT_FILE
+        if path is None or not path.is_file():
             return {}
-        return dict(json.loads((task_dir / "executor_output.json").read_text()))
+        return dict(json.loads(path.read_text()))
 
 
 class _ProgressStream(io.TextIOBase):
@@ -105,53 +99,34 @@ class _ProgressStream(io.TextIOBase):
         self._buffer += text
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
-            self._line(_ANSI.sub("", line))
+            self._line(kfp_local.plain(line))
         return len(text)
 
     def flush(self) -> None:
         self._log.flush()
 
     def _line(self, line: str) -> None:
-        if match := _STARTED.search(line):
-            task = match.group(1)
+        logged = kfp_local.parse_log_line(line)
+        if logged is None:
+            if self._current is not None:
+                self.task_lines[self._current].append(line)
+        elif logged.kind == kfp_local.TASK_STARTED:
+            task = logged.name
             self._started[task] = time.monotonic()
             self._current = task
             self.task_lines[task] = []
             event = TaskEvent(task, "RUNNING")
             self.events[task] = event
             self._on_event(event)
-        elif match := _FINISHED.search(line):
-            task, state = match.group(1), match.group(2)
+        elif logged.kind == kfp_local.TASK_FINISHED:
+            task, state = logged.name, str(logged.status)
             seconds = time.monotonic() - self._started.get(task, time.monotonic())
             event = TaskEvent(task, state, seconds)
             self.events[task] = event
             self._current = None
             self._on_event(event)
-        elif match := _PIPELINE_DONE.search(line):
-            self.pipeline_state = match.group(2)
-        elif self._current is not None:
-            self.task_lines[self._current].append(line)
-
-
-def _error_of(lines: list[str]) -> str:
-    """The exception a failed task raised: the last traceback's exception and message."""
-    starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
-    if not starts:
-        tail = [line for line in lines if line.strip()][-5:]
-        return textwrap.dedent("\n".join(tail)).strip()
-    block = lines[starts[-1] :]
-    # KFP indents the task's output; the exception line is the first one at the
-    # traceback's own indentation after the frames.
-    indent = len(block[0]) - len(block[0].lstrip())
-    for index in range(len(block) - 1, 0, -1):
-        line = block[index]
-        at_margin = len(line) - len(line.lstrip()) == indent
-        if at_margin and re.match(
-            r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line.strip()
-        ):
-            message = [text[indent:] if text[:indent].isspace() else text for text in block[index:]]
-            return "\n".join(message).rstrip()
-    return textwrap.dedent("\n".join(block[-5:])).strip()
+        else:
+            self.pipeline_state = logged.status
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -173,13 +148,19 @@ def run_pipeline(
         arguments: pipeline parameters; unknown names are refused by KFP.
         settings: gives KAIZEN_HOME, where the pipeline root and the log go.
         on_event: called when a task starts and when it ends.
-        run_id: name of this run; a fresh one by default.
+        run_id: name of this run; a fresh one by default. It is also the pipeline job id
+            the tasks see, so MLflow, the registry and ``kaizen status`` show the same id.
 
     Returns:
         The run's state, task events, run folder and log path.
+
+    Raises:
+        UnsupportedLibraryVersionError: the installed kfp is not a version
+            :mod:`kaizen.pipeline.kfp_local_adapter` was written for.
     """
     from kfp import components, local
 
+    kfp_local.check_version()
     run_id = run_id or new_run_id()
     pipeline_root = settings.pipeline_root / run_id
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -198,7 +179,7 @@ def run_pipeline(
     error: str | None = None
     with open(log_path, "w", encoding="utf-8") as log:
         stream = _ProgressStream(log, on_event)
-        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        with kfp_local.capture_output(stream), kfp_local.pipeline_job_id(run_id):
             try:
                 pipeline(**arguments)
             except Exception as exc:  # a refused argument or a broken YAML, before any task ran
@@ -209,15 +190,14 @@ def run_pipeline(
     failed = [task for task, event in stream.events.items() if event.state == "FAILURE"]
     if failed and error is None:
         task = failed[0]
-        error = f"task {task!r} failed:\n{_error_of(stream.task_lines.get(task, []))}"
+        error = f"task {task!r} failed:\n{kfp_local.task_error(stream.task_lines.get(task, []))}"
     state = "SUCCEEDED" if error is None and stream.pipeline_state == "SUCCESS" else "FAILED"
     if state == "FAILED" and error is None:
         error = f"the pipeline did not finish; see {log_path}"
-    run_dirs = [path for path in pipeline_root.iterdir() if path.is_dir()]
     return RunResult(
         run_id=run_id,
         state=state,
-        run_dir=run_dirs[0] if len(run_dirs) == 1 else None,
+        run_dir=kfp_local.run_folder(pipeline_root),
         log_path=log_path,
         seconds=seconds,
         tasks=stream.events,

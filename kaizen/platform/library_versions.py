@@ -16,7 +16,6 @@ dictionary lookup and a specifier comparison.
 from __future__ import annotations
 
 import functools
-from importlib import metadata
 
 from packaging.specifiers import SpecifierSet
 
@@ -56,6 +55,8 @@ class UnsupportedLibraryVersionError(RuntimeError):
 @functools.cache
 def installed_version(library: str) -> str | None:
     """The installed version of distribution ``library``; None if it is not installed."""
+    from importlib import metadata  # imported on first use: it costs ~30 ms at start-up
+
     try:
         return metadata.version(library)
     except metadata.PackageNotFoundError:

@@ -1,6 +1,7 @@
 """Adapter over the private internals of the ``minio`` client that the S3 object store uses.
 
-Written for minio >=7.2,<8 (pyproject.toml pins ``minio~=7.2``), checked against 7.2.20.
+Written for minio >=7.2,<7.3 (pyproject.toml pins ``minio~=7.2.0``: the internals below may
+change in any minor release), checked against 7.2.20.
 :func:`check_version` refuses any other version; :class:`~kaizen.platform.storage.S3ObjectStore`
 calls it when it is created.
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from minio.helpers import DictType
 
 LIBRARY = "minio"
-SUPPORTED_VERSIONS = SpecifierSet(">=7.2,<8")
+SUPPORTED_VERSIONS = SpecifierSet(">=7.2,<7.3")
 _USES = (
     "Minio._execute, Minio._create_multipart_upload, Minio._upload_part, "
     "Minio._abort_multipart_upload, minio.helpers.check_bucket_name"

@@ -86,6 +86,11 @@ RELOAD_FAILURES = Counter(
     "Model versions that failed to load and were not swapped in.",
     ["model_name", "model_version", "alias"],
 )
+RELOAD_POLLS = Counter(
+    "kaizen_serving_reload_polls",
+    "Polls of the registry aliases the hot reload has completed (stalls when it is stuck).",
+    ["model_name"],
+)
 
 
 def record_request(
@@ -176,3 +181,12 @@ def record_reload_failure(model: str, version: int, alias: str) -> None:
         alias: The alias it was loaded for (``champion`` or ``challenger``).
     """
     RELOAD_FAILURES.labels(model, str(version), alias).inc()
+
+
+def record_reload_poll(model: str) -> None:
+    """Count one completed poll of the registry aliases.
+
+    Args:
+        model: Model name.
+    """
+    RELOAD_POLLS.labels(model).inc()

@@ -336,6 +336,7 @@ class ModelRouter(kserve.Model):
             predictor = self._try_load(wanted, CHALLENGER)
             if predictor is not None:
                 self._install(serving.champion.predictor, predictor)
+        metrics.record_reload_poll(self.name)
 
     def _replace_champion(self, serving: _Serving, version: int) -> None:
         from kaizen.registry.models import CHAMPION

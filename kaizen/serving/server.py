@@ -26,6 +26,10 @@ server, which adds what a production endpoint needs and KServe 0.21 does not giv
 KServe's model-repository load/unload routes are not served (any client could unload the
 model), nor are the ``versions/<v>`` and ``:explain`` routes, which KServe answers 501.
 
+What this takes of KServe beyond its public API (RESTServer's private hooks, its route
+handlers, the data plane, its logging setup) is in :mod:`kaizen.serving.kserve_adapter`,
+which refuses a KServe version it was not written for.
+
 This module imports KServe, FastAPI and uvicorn only inside functions: ``kaizen serve``
 imports :class:`ServingConfig` and must start fast.
 
@@ -41,7 +45,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import inspect
 import logging
 import math
 import os
@@ -49,13 +52,13 @@ import re
 import signal
 import sys
 import uuid
-import warnings
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kaizen.platform.names import DEFAULT_MODEL_NAME
+from kaizen.serving import kserve_adapter
 from kaizen.serving.schema import DEFAULT_MAX_BATCH
 
 if TYPE_CHECKING:
@@ -63,7 +66,6 @@ if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI, Request
     from fastapi.responses import Response
     from kserve.protocol.dataplane import DataPlane
-    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
     from kaizen.platform.settings import Settings
 
@@ -295,63 +297,16 @@ def serve(
         Exception: whatever a model's ``load()`` raised (the server shuts down first).
         SystemExit: uvicorn could not bind the port.
     """
-    import kserve
-    import uvicorn
-    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-
     if not models:
         raise ValueError("serve: no models given")
-    model_server = kserve.ModelServer(
-        http_port=config.http_port,
-        enable_grpc=False,
-        workers=1,
-        grace_period=GRACEFUL_SHUTDOWN_SECONDS,
+    # KServe's model server, its per-request trace lines off and NaN tokens in a V1 body
+    # reaching validation (see kaizen.serving.kserve_adapter).
+    model_server = kserve_adapter.new_model_server(
+        http_port=config.http_port, grace_period=GRACEFUL_SHUTDOWN_SECONDS
     )
-    # KServe's per-request timing lines (kserve.trace, two per request) drown the lines an
-    # operator needs at any real rate, and /metrics has the same latencies. Turned off here:
-    # constructing the ModelServer has just applied KServe's logging config, which sets them.
-    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-    model_server.dataplane = _dataplane(model_server.registered_models)
     # uvloop when installed, as uvicorn would pick for itself.
-    loop_factory = uvicorn.Config(FASTAPI_APP_IMPORT_STRING, loop="auto").get_loop_factory()
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=kserve_adapter.event_loop_factory()) as runner:
         runner.run(_run(models, config, model_server, list(routers)))
-
-
-def _dataplane(registry: Any) -> DataPlane:
-    """KServe's DataPlane, except that a V1 body with NaN/Infinity tokens reaches validation,
-    and the server metadata (``GET /v2``) claims no protocol extension.
-
-    JSON has no NaN, so KServe's strict parser answers "Unrecognized request format ...
-    column 32", which names a position, not the field. Python's parser reads the tokens as
-    floats, and request validation then names the instance and field holding them.
-
-    KServe advertises ``model_repository_extension``, whose load/unload routes this server
-    does not serve (any client could unload the model); a client reading the metadata must
-    not expect them.
-    """
-    import json
-
-    from kserve.errors import InvalidInput
-    from kserve.protocol.dataplane import DataPlane
-
-    class KaizenDataPlane(DataPlane):
-        def metadata(self) -> dict[str, Any]:
-            return {**super().metadata(), "extensions": []}
-
-        def decode(self, body: Any, headers: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().decode(body, headers, *args, **kwargs)
-            except InvalidInput as strict:
-                if not isinstance(body, bytes):
-                    raise
-                try:
-                    parsed = json.loads(body)
-                except (ValueError, RecursionError):
-                    raise strict from None  # the strict parser's message, with its position
-                return super().decode(parsed, headers, *args, **kwargs)
-
-    return KaizenDataPlane(model_registry=registry)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -371,8 +326,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # heap measured the same). _settle_heap turns it back on once the models are loaded.
     gc.disable()
     _configure_logging()
-    # KServe 0.21 answers with ORJSONResponse, which FastAPI now flags on every first use.
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    kserve_adapter.quiet_known_warnings()
     try:
         models = build_models(config, load_settings())
         serve(models, config, routers=feedback_routes(models))
@@ -610,50 +564,33 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _rest_server_class() -> type:
-    """Build the RESTServer subclass lazily: its base class lives in KServe."""
-    from kserve.protocol.rest.server import RESTServer
+    """Build the REST server class lazily: its base class lives in KServe."""
 
-    class KaizenRESTServer(RESTServer):
+    class KaizenRESTServer(kserve_adapter.rest_server_base()):  # type: ignore[misc]
         """KServe's REST server with our middleware, handlers, health routes and shutdown."""
 
         def __init__(
             self,
-            dataplane: DataPlane,
-            model_repository_extension: ModelRepositoryExtension,
+            model_server: kserve.ModelServer,
             config: ServingConfig,
             state: _ServingState,
             routers: list[APIRouter],
         ) -> None:
-            import uvicorn
-            from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-
+            # KServe binds 0.0.0.0 and lets uvicorn own the signals; we bind config.host
+            # and drain first (see _GracefulServer).
             super().__init__(
-                FASTAPI_APP_IMPORT_STRING,
-                dataplane,
-                model_repository_extension,
-                config.http_port,
+                model_server,
+                host=config.host,
+                port=config.http_port,
+                access_log=config.access_log,
                 grace_period=GRACEFUL_SHUTDOWN_SECONDS,
+                server_class=_graceful_server_class(),
             )
             self.serving = config
             self.state = state
             self.routers = routers
-            # KServe binds 0.0.0.0 and lets uvicorn own the signals; we bind config.host
-            # and drain first (see _GracefulServer).
-            self.config = uvicorn.Config(
-                FASTAPI_APP_IMPORT_STRING,
-                host=config.host,
-                port=config.http_port,
-                log_config=None,
-                access_log=config.access_log,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            )
-            self._server = _graceful_server_class()(self.config)
 
-        @property
-        def uvicorn_server(self) -> Any:
-            return self._server
-
-        def _add_middlewares(self, app: FastAPI) -> None:
+        def add_middlewares(self, app: FastAPI) -> None:
             # Not KServe's: its TimingMiddleware only feeds the kserve.trace lines serve()
             # turns off, and reads the process's CPU time (getrusage) twice per
             # request, about 7 % of the event loop's time at 500 requests/s here; its
@@ -661,76 +598,15 @@ def _rest_server_class() -> type:
             # The guard sees every request first: a refused body reaches nothing else.
             app.add_middleware(_HttpGuard, max_body_bytes=self.serving.max_body_bytes)
 
-        def _register_endpoints(self, app: FastAPI) -> None:
+        def register_endpoints(self, app: FastAPI) -> None:
             # KServe's own handlers, minus what this server must not offer: repository
             # load/unload (any client could unload the model), ``:explain`` and the
             # ``versions/<v>`` routes (KServe answers 501), and readiness, which here also
             # depends on loading and draining.
-            from fastapi.routing import APIRouter
-            from kserve.constants.constants import V1_ROUTE_PREFIX, V2_ROUTE_PREFIX
-            from kserve.protocol.rest.server import metrics_handler
-            from kserve.protocol.rest.v1_endpoints import V1Endpoints
-            from kserve.protocol.rest.v2_datamodels import (
-                ListModelsResponse,
-                ModelMetadataResponse,
-                ModelReadyResponse,
-                ServerLiveResponse,
-                ServerMetadataResponse,
-                ServerReadyResponse,
+            kserve_routes = self.kserve_routers(
+                server_ready=self.server_ready, model_ready=self.model_ready
             )
-            from kserve.protocol.rest.v2_endpoints import V2Endpoints
-
-            v1 = V1Endpoints(self.dataplane, self.model_repository_extension)
-            v2 = V2Endpoints(self.dataplane, self.model_repository_extension)
-            root = APIRouter()
-            root.add_api_route("/", self.dataplane.live, methods=["GET"])
-            root.add_api_route("/metrics", metrics_handler, methods=["GET"])
-            v1_routes = APIRouter(prefix=V1_ROUTE_PREFIX, tags=["V1"])
-            v1_routes.add_api_route("/models", v1.models, methods=["GET"])
-            v1_routes.add_api_route(
-                "/models/{model_name}",
-                self.model_ready,
-                methods=["GET"],
-                response_model=ModelReadyResponse,
-            )
-            v1_routes.add_api_route(
-                "/models/{model_name}:predict", v1.predict, methods=["POST"], response_model=None
-            )
-            v2_routes = APIRouter(prefix=V2_ROUTE_PREFIX, tags=["V2"])
-            v2_routes.add_api_route(
-                "", v2.metadata, methods=["GET"], response_model=ServerMetadataResponse
-            )
-            v2_routes.add_api_route(
-                "/health/live", v2.live, methods=["GET"], response_model=ServerLiveResponse
-            )
-            v2_routes.add_api_route(
-                "/health/ready",
-                self.server_ready,
-                methods=["GET"],
-                response_model=ServerReadyResponse,
-            )
-            v2_routes.add_api_route(
-                "/models", v2.models, methods=["GET"], response_model=ListModelsResponse
-            )
-            v2_routes.add_api_route(
-                "/models/{model_name}",
-                _without_model_version(v2.model_metadata),
-                methods=["GET"],
-                response_model=ModelMetadataResponse,
-            )
-            v2_routes.add_api_route(
-                "/models/{model_name}/ready",
-                self.model_ready,
-                methods=["GET"],
-                response_model=ModelReadyResponse,
-            )
-            v2_routes.add_api_route(
-                "/models/{model_name}/infer",
-                _without_model_version(v2.infer),
-                methods=["POST"],
-                response_model=None,
-            )
-            for router in (root, v1_routes, v2_routes, *self.routers):
+            for router in (*kserve_routes, *self.routers):
                 app.include_router(router)
             app.openapi = functools.partial(_openapi, app, self.dataplane, self.serving)  # type: ignore[method-assign]
 
@@ -753,14 +629,14 @@ def _rest_server_class() -> type:
                 raise ModelNotReady(model_name, reason)
             return {"name": model_name, "ready": True}
 
-        def _add_exception_handlers(self, app: FastAPI) -> None:
+        def add_exception_handlers(self, app: FastAPI) -> None:
             from fastapi.exceptions import RequestValidationError
             from kserve.errors import InvalidInput, ModelNotReady, ServerNotReady
             from starlette.exceptions import HTTPException
 
             from kaizen.serving.errors import PredictionFailedError, RequestTimeoutError
 
-            super()._add_exception_handlers(app)
+            super().add_exception_handlers(app)
             state = self.state
 
             async def invalid_input(request: Request, error: Exception) -> Response:
@@ -812,21 +688,6 @@ def _rest_server_class() -> type:
     return KaizenRESTServer
 
 
-def _without_model_version(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """KServe's handler minus its ``model_version`` query parameter, which it answers 501."""
-    signature = inspect.signature(handler)
-
-    async def call(**arguments: Any) -> Any:
-        return await handler(**arguments)
-
-    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in signature.parameters.values() if p.name != "model_version"]
-    )
-    call.__name__ = handler.__name__
-    call.__doc__ = handler.__doc__
-    return call
-
-
 @functools.cache
 def _graceful_server_class() -> type:
     import uvicorn
@@ -848,14 +709,9 @@ def _graceful_server_class() -> type:
 async def _run(
     models: list[kserve.Model], config: ServingConfig, model_server: Any, routers: list[Any]
 ) -> None:
-    model_server.setup_event_loop()
+    kserve_adapter.register_models(model_server, models)
     state = _ServingState(models)
-    for model in models:
-        model.enable_latency_logging = model_server.enable_latency_logging
-        model_server.register_model(model)
-    rest = _rest_server_class()(
-        model_server.dataplane, model_server.model_repository_extension, config, state, routers
-    )
+    rest = _rest_server_class()(model_server, config, state, routers)
     server = rest.uvicorn_server
     loop = asyncio.get_running_loop()
 
@@ -1191,12 +1047,10 @@ def _body_schemas(features: list[str], max_batch: int, *, entities: bool) -> dic
 
 def _configure_logging() -> None:
     """Log ``kaizen.*`` like KServe's own lines, to stderr, unless already configured."""
-    from kserve.logging import KSERVE_LOGGER_DATE_FORMAT, KSERVE_LOGGER_FORMAT
-
     root = logging.getLogger("kaizen")
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(KSERVE_LOGGER_FORMAT, KSERVE_LOGGER_DATE_FORMAT))
+        handler.setFormatter(kserve_adapter.log_formatter())
         root.addHandler(handler)
         root.setLevel(logging.INFO)
 

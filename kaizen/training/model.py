@@ -164,9 +164,7 @@ class HyperParameters:
                 raise HyperParameterError(name, f"tuned {name}={raw!r} is not a number") from None
             if _RANGES[name][0] is int:
                 if not number.is_integer():
-                    raise HyperParameterError(
-                        name, f"tuned {name}={raw!r} is not a whole number"
-                    )
+                    raise HyperParameterError(name, f"tuned {name}={raw!r} is not a whole number")
                 chosen[name] = int(number)
             else:
                 chosen[name] = number

@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from kaizen.registry import ModelRegistry
 from kaizen.platform.settings import Settings
+from kaizen.registry import ModelRegistry
 from tests.support.serving import ServerProcess, export_tiny_model, http_call, metric, register
 
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]
@@ -118,8 +118,8 @@ def canary(
         webhook.server.shutdown()
 
 
-def answered(port: int, version: int, variant: str, outcome: str) -> float:
-    """Requests a variant answered with ``outcome`` while serving ``version``."""
+def answered(port: int, version: int, variant: str, outcome: str) -> float | None:
+    """Requests a variant answered with ``outcome`` while serving ``version`` (None: none)."""
     return metric(
         port,
         "kaizen_serving_requests_total",
@@ -130,8 +130,23 @@ def answered(port: int, version: int, variant: str, outcome: str) -> float:
     )
 
 
-def served(port: int, variant: str) -> int:
-    return int(metric(port, "kaizen_serving_model_version", model_name=MODEL, variant=variant))
+def served(port: int, variant: str) -> int | None:
+    """The version the variant serves (0: none; None: the gauge is not exported)."""
+    value = metric(port, "kaizen_serving_model_version", model_name=MODEL, variant=variant)
+    return None if value is None else int(value)
+
+
+def reload_polls(port: int) -> float:
+    """Polls of the registry aliases the server's hot reload has completed."""
+    value = metric(port, "kaizen_serving_reload_polls_total", model_name=MODEL)
+    assert value is not None, "the server exports no reload poll count"
+    return value
+
+
+def wait_for_polls(port: int, count: int) -> None:
+    """Wait until the hot reload has polled the registry ``count`` more times."""
+    target = reload_polls(port) + count
+    wait_for(lambda: reload_polls(port) >= target, f"{count} more reload polls")
 
 
 def predict(port: int) -> tuple[int, dict[str, Any]]:
@@ -185,7 +200,7 @@ def test_a_diverged_challenger_is_hot_loaded_rolled_back_and_never_seen_by_clien
         variant="challenger",
         kind="prediction_failed",
     )
-    assert failed >= EARLY_ROLLBACK_ERRORS
+    assert failed is not None and failed >= EARLY_ROLLBACK_ERRORS
     assert (
         metric(
             canary.port,
@@ -200,7 +215,7 @@ def test_a_diverged_challenger_is_hot_loaded_rolled_back_and_never_seen_by_clien
     # Once withdrawn it gets no more traffic, and the hot reload does not bring it back.
     for _ in range(20):
         assert predict(canary.port)[0] == 200
-    time.sleep(3 * RELOAD_INTERVAL)
+    wait_for_polls(canary.port, 3)  # the hot reload looked at the registry again, 3 times
     after = answered(canary.port, bad.version, "challenger", "error")
     assert after == failed
     assert served(canary.port, "challenger") == 0
@@ -230,16 +245,15 @@ def test_a_better_challenger_is_promoted_after_min_requests_and_then_serves_ever
     seen = {p["model_version"] for _, body in answers for p in body["predictions"]}
     assert seen == {old, good.version}
     challenger_ok = answered(canary.port, good.version, "challenger", "ok")
-    assert challenger_ok >= MIN_REQUESTS
+    assert challenger_ok is not None and challenger_ok >= MIN_REQUESTS
     client_errors = answered(canary.port, good.version, "challenger", "client_error")
-    assert client_errors >= EARLY_ROLLBACK_ERRORS
+    assert client_errors is not None and client_errors >= EARLY_ROLLBACK_ERRORS
     assert outcome.tags["kaizen.promoted_by"] == "canary"
     assert (alias(canary, "previous-champion"), alias(canary, "challenger")) == (old, None)
     # All traffic moves to the new champion.
     wait_for(
         lambda: predict(canary.port)[1]["predictions"][0]["model_version"] == good.version,
         "responses from the new champion",
-        timeout=10,
     )
     for _ in range(20):
         status, body = predict(canary.port)
@@ -247,7 +261,8 @@ def test_a_better_challenger_is_promoted_after_min_requests_and_then_serves_ever
         assert {p["model_version"] for p in body["predictions"]} == {good.version}
     assert served(canary.port, "champion") == good.version
     assert served(canary.port, "challenger") == 0
-    assert answered(canary.port, good.version, "champion", "ok") >= 20
+    champion_ok = answered(canary.port, good.version, "champion", "ok")
+    assert champion_ok is not None and champion_ok >= 20
     note = wait_for(lambda: canary.webhook.find("SUCCEEDED", good.version), "the webhook")
     assert f"promoted {MODEL} version {good.version}" in note["message"]
 
@@ -283,7 +298,7 @@ def test_a_champion_alias_moved_to_a_damaged_version_never_replaces_the_working_
             assert status == 200
             assert {p["model_version"] for p in body["predictions"]} == {working}
         # Not retried in a tight loop: eight more polls, no second attempt.
-        time.sleep(8 * RELOAD_INTERVAL)
+        wait_for_polls(canary.port, 8)
         again = metric(
             canary.port,
             "kaizen_serving_reload_failures_total",
@@ -359,6 +374,7 @@ def test_feedback_labels_predictions_by_id_once(canary: SimpleNamespace) -> None
             variant="champion",
             correct=correct,
         )
+        or 0.0  # a series only appears with its first label
         for correct in ("true", "false")
     )
     assert labelled >= 2

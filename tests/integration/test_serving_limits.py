@@ -45,6 +45,7 @@ INFER = f"/v2/models/{MODEL}/infer"
 VECTOR = {"amount_zscore": 0.1, "merchant_risk": -0.2, "velocity_1h": 0.0}
 BODY_LIMIT = 4096
 SECRET = "/srv/secret/internals.py"
+LOAD_GATE_ENV = "KAIZEN_TEST_LOAD_GATE"
 
 
 class ExplodingModel(kserve.Model):
@@ -67,10 +68,36 @@ class ExplodingModel(kserve.Model):
 
 
 def _serve_with_an_exploding_model(argv: list[str]) -> None:
+    # The main of a server program: like the real one, it reads the settings (KAIZEN_HOME).
+    from kaizen.platform.settings import load_settings
     from kaizen.serving.server import build_models, parse_args, serve
 
     config = parse_args(argv)
-    serve([*build_models(config), ExplodingModel()], config)
+    serve([*build_models(config, load_settings()), ExplodingModel()], config)
+
+
+def _serve_held_in_loading(argv: list[str], gate: Path) -> None:
+    """The real server's main, with each model's load held until ``gate`` exists, so a test
+    observes readiness while loading whatever the machine's speed."""
+    from kaizen.serving import server
+
+    build_models = server.build_models
+
+    def held_models(config: Any, settings: Any) -> list[kserve.Model]:
+        models = build_models(config, settings)
+        for model in models:
+            load = model.load
+
+            def held(load: Any = load) -> Any:
+                while not gate.exists():
+                    time.sleep(0.05)
+                return load()
+
+            model.load = held  # type: ignore[method-assign]
+        return models
+
+    server.build_models = held_models
+    server.main(argv)
 
 
 def _raw_request(port: int, head: list[str], body: bytes = b"") -> tuple[int, Any]:
@@ -258,16 +285,24 @@ def test_requests_are_not_logged_one_by_one_unless_the_access_log_is_asked_for(
         assert http_call(quiet.port, PREDICT, {"instances": [VECTOR]})[0] == 200
     assert http_call(quiet.port, "/v2/health/live")[0] == 200
     assert http_call(logged.port, "/v2/health/live")[0] == 200
-    time.sleep(0.5)  # let the servers' log writes land
+    # A marker the quiet server does log (a client error is one line), sent last: once it is
+    # in the log, every line the requests before it wrote is there too.
+    marker = {"inputs": "quiet-server-marker"}
+    assert http_call(quiet.port, INFER, marker)[0] == 400
 
     def since_start(server: ServerProcess) -> str:
         with server.log_path.open("rb") as log:
             log.seek(before[server.port])
             return log.read().decode(errors="replace")
 
+    _wait_for(lambda: f"400 on {INFER}" in since_start(quiet), 60, "the quiet server's marker")
+    _wait_for(
+        lambda: '"GET /v2/health/live HTTP/1.1" 200' in since_start(logged),
+        60,
+        "the access log line",
+    )
     assert "predict" not in since_start(quiet)
     assert "/v2/health/live" not in since_start(quiet)
-    assert '"GET /v2/health/live HTTP/1.1" 200' in since_start(logged)
 
 
 def test_a_full_batch_past_the_time_budget_is_504_and_the_server_carries_on(
@@ -317,14 +352,16 @@ def test_a_model_with_nan_weights_is_500_naming_its_version(
     assert metric(port, "kaizen_serving_http_rejections_total", reason="prediction_failed") == 2
 
 
-def _start(home: Path, args: list[str]) -> tuple[subprocess.Popen[bytes], int, Path]:
+def _start(
+    home: Path, args: list[str], *, module: str = SERVER_MODULE, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
     port = free_port()
     log_path = home / f"server-{port}.log"
     home.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", SERVER_MODULE, "--http-port", str(port), *args],
-            env={**os.environ, "KAIZEN_HOME": str(home)},
+            [sys.executable, "-m", module, "--http-port", str(port), *args],
+            env={**os.environ, "KAIZEN_HOME": str(home), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -345,16 +382,20 @@ def _wait_for(check: Any, timeout: float, what: str) -> Any:
 
 
 def test_readiness_waits_for_the_model_and_sigterm_drains_then_finishes_in_flight_requests(
-    homes: SimpleNamespace,
+    homes: SimpleNamespace, tmp_path: Path
 ) -> None:
-    process, port, log_path = _start(homes.good, ["--drain-seconds", "1.5"])
+    gate = tmp_path / "load-gate"
+    process, port, log_path = _start(
+        homes.good, ["--drain-seconds", "4"], module=THIS_MODULE, env={LOAD_GATE_ENV: str(gate)}
+    )
     try:
-        # Loading: the process is live at once, ready only once the model is loaded and warm.
-        _wait_for(lambda: http_call(port, "/v2/health/live")[0] == 200, 60, "liveness")
+        # Loading (held until the gate opens): live at once, ready only once loaded and warm.
+        _wait_for(lambda: http_call(port, "/v2/health/live")[0] == 200, 120, "liveness")
         assert http_call(port, "/v2/health/ready")[0] == 503
         assert http_call(port, f"/v2/models/{MODEL}/ready")[0] == 503
         assert http_call(port, PREDICT, {"instances": [VECTOR]})[0] == 503
-        _wait_for(lambda: http_call(port, "/v2/health/ready")[0] == 200, 90, "readiness")
+        gate.touch()
+        _wait_for(lambda: http_call(port, "/v2/health/ready")[0] == 200, 120, "readiness")
 
         # A request in flight: headers and half the body sent, the rest held back.
         body = json.dumps({"instances": [VECTOR]}).encode()
@@ -365,13 +406,15 @@ def test_readiness_waits_for_the_model_and_sigterm_drains_then_finishes_in_fligh
         in_flight.endheaders()
         in_flight.send(_chunk(body[:10]))
         _wait_for(
-            lambda: metric(port, "kaizen_serving_http_requests_in_flight") >= 1, 10, "in flight"
+            lambda: (metric(port, "kaizen_serving_http_requests_in_flight") or 0) >= 1,
+            60,
+            "in flight",
         )
 
         process.send_signal(signal.SIGTERM)
 
         # Draining: not ready, still live, still serving.
-        _wait_for(lambda: http_call(port, "/v2/health/ready")[0] == 503, 5, "draining")
+        _wait_for(lambda: http_call(port, "/v2/health/ready")[0] == 503, 60, "draining")
         assert "draining" in http_call(port, "/v2/health/ready")[1]["error"]
         assert http_call(port, "/v2/health/live") == (200, {"live": True})
         assert http_call(port, PREDICT, {"instances": [VECTOR]})[0] == 200
@@ -385,7 +428,7 @@ def test_readiness_waits_for_the_model_and_sigterm_drains_then_finishes_in_fligh
                 return True
             return False
 
-        _wait_for(refused, 10, "the listener to close")
+        _wait_for(refused, 60, "the listener to close")
         assert process.poll() is None
 
         # ...which then completes, and the process exits cleanly.
@@ -422,4 +465,7 @@ def test_bad_options_exit_2_naming_the_option() -> None:
 
 
 if __name__ == "__main__":
-    _serve_with_an_exploding_model(sys.argv[1:])
+    if os.environ.get(LOAD_GATE_ENV):
+        _serve_held_in_loading(sys.argv[1:], Path(os.environ[LOAD_GATE_ENV]))
+    else:
+        _serve_with_an_exploding_model(sys.argv[1:])

@@ -21,8 +21,8 @@ import pytest
 
 from kaizen.pipeline.compiler import TRAINING_PIPELINE_YAML
 from kaizen.pipeline.runner import RunResult, run_pipeline
-from kaizen.platform.settings import load_settings
 from kaizen.pipeline.summary import summarize_run
+from kaizen.platform.settings import Settings
 
 SMALL = {
     "rows": 6000,
@@ -78,9 +78,9 @@ def webhook() -> Iterator[Webhook]:
     hook.server.server_close()
 
 
-def _run(repo_root: Path, **params: Any) -> RunResult:
+def _run(repo_root: Path, settings: Settings, **params: Any) -> RunResult:
     arguments = {**SMALL, "feature_repo": str(repo_root / "feature_repo"), **params}
-    return run_pipeline(TRAINING_PIPELINE_YAML, arguments, load_settings())
+    return run_pipeline(TRAINING_PIPELINE_YAML, arguments, settings)
 
 
 def test_kaizen_run_cli_runs_every_step_and_prints_the_summary(
@@ -112,9 +112,11 @@ def test_kaizen_run_cli_runs_every_step_and_prints_the_summary(
 
 @pytest.mark.slow
 def test_failing_gate_retunes_then_skips_publish_and_says_why(
-    repo_root: Path, kaizen_home: Path, webhook: Webhook
+    repo_root: Path, webhook: Webhook, settings: Settings
 ) -> None:
-    result = _run(repo_root, min_roc_auc=1.0, epochs=1, retune_rounds=1, webhook_url=webhook.url)
+    result = _run(
+        repo_root, settings, min_roc_auc=1.0, epochs=1, retune_rounds=1, webhook_url=webhook.url
+    )
     assert result.succeeded, result.error
     for task in ("tune-model-2", "train-model-2", "evaluate-model-2", "gate-model-2"):
         assert result.tasks[task].state == "SUCCESS"  # one re-tune round on the wide space
@@ -127,7 +129,7 @@ def test_failing_gate_retunes_then_skips_publish_and_says_why(
     assert not any(task.startswith("register-model") for task in result.tasks)
     from kaizen.registry import champion
 
-    assert champion() is None  # nothing registered
+    assert champion(settings) is None  # nothing registered
     assert [note["state"] for note in webhook.received] == ["SUCCEEDED"]
     message = webhook.received[0]["message"]
     assert message.startswith("gate failed after 2 round(s), model not registered")
@@ -138,10 +140,12 @@ def test_failing_gate_retunes_then_skips_publish_and_says_why(
     assert f"{summary.metrics['roc_auc']:.4f}" in report
 
 
-def test_two_runs_champion_then_challenger_with_lineage(repo_root: Path, kaizen_home: Path) -> None:
+def test_two_runs_champion_then_challenger_with_lineage(
+    repo_root: Path, kaizen_home: Path, settings: Settings
+) -> None:
     from kaizen.registry import challenger, champion, lineage, status
 
-    first = _run(repo_root, min_roc_auc=0.5)
+    first = _run(repo_root, settings, min_roc_auc=0.5)
     assert first.succeeded, first.error
     one = summarize_run(first)
     assert one.registered["version"] == 1
@@ -149,7 +153,7 @@ def test_two_runs_champion_then_challenger_with_lineage(repo_root: Path, kaizen_
     assert one.gate["champion"] is None  # first model: thresholds alone
     assert not any(check["name"].startswith("no_regression") for check in one.gate["checks"])
 
-    second = _run(repo_root, min_roc_auc=0.5, regression_tolerance=0.05)
+    second = _run(repo_root, settings, min_roc_auc=0.5, regression_tolerance=0.05)
     assert second.succeeded, second.error
     two = summarize_run(second)
     # The gate compared the candidate with champion v1 on the same fresh test window.
@@ -158,16 +162,22 @@ def test_two_runs_champion_then_challenger_with_lineage(repo_root: Path, kaizen_
     assert comparison and comparison[0]["passed"]
     assert "champion v1" in comparison[0]["reason"]
     assert two.registered["version"] == 2 and two.registered["aliases"] == ["challenger"]
-    assert champion().version == 1  # type: ignore[union-attr]  # promotion is a decision
-    assert challenger().version == 2  # type: ignore[union-attr]
+    assert champion(settings).version == 1  # type: ignore[union-attr]  # promotion is a decision
+    assert challenger(settings).version == 2  # type: ignore[union-attr]
 
-    chain = lineage(2)
-    assert chain["pipeline_run_id"] == two.registered["pipeline_run_id"]
+    # One id per run: the id of the summary, report and log is the one MLflow, the registry
+    # and `kaizen status` know the run by.
+    assert one.registered["pipeline_run_id"] == first.run_id
+    assert two.registered["pipeline_run_id"] == second.run_id
+    assert first.log_path.name == f"run-{first.run_id}.log"
+    chain = lineage(2, settings=settings)
+    assert chain["pipeline_run_id"] == second.run_id
     assert chain["features"]["service"] == "fraud_model_v1"
     assert chain["tuning"]["katib_experiment"].startswith("fraud-mlp-tpe-")
     assert chain["data"]["fingerprint"] and chain["data"]["windows"]["test"]
-    runs = status()["recent_runs"]
+    runs = status(settings=settings)["recent_runs"]
     assert [run["registered_version"] for run in runs[:2]] == [2, 1]
+    assert [run["pipeline_run_id"] for run in runs[:2]] == [second.run_id, first.run_id]
 
     # The same, as a person sees it on the command line.
     from typer.testing import CliRunner
@@ -178,21 +188,22 @@ def test_two_runs_champion_then_challenger_with_lineage(repo_root: Path, kaizen_
     shown = cli.invoke(app, ["status"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     assert "champion           v1" in shown.output and "challenger         v2" in shown.output
+    assert first.run_id in shown.output and second.run_id in shown.output
     traced = cli.invoke(app, ["lineage", "2"], env={"COLUMNS": "200"})
     assert traced.exit_code == 0 and "fraud-detector v2 (challenger)" in traced.output
     assert two.registered["pipeline_run_id"] in traced.output
     promoted = cli.invoke(app, ["promote", "2"])
     assert promoted.exit_code == 0 and "champion is now v2 (was v1)" in promoted.output
-    assert champion().version == 2  # type: ignore[union-attr]
+    assert champion(settings).version == 2  # type: ignore[union-attr]
     restored = cli.invoke(app, ["rollback"])
     assert restored.exit_code == 0 and "champion restored to v1" in restored.output
-    assert champion().version == 1  # type: ignore[union-attr]
+    assert champion(settings).version == 1  # type: ignore[union-attr]
     missing = cli.invoke(app, ["promote", "9"])
     assert missing.exit_code == 1 and "9" in missing.output
 
 
 def test_bad_data_stops_before_the_feature_store_and_reports_why(
-    repo_root: Path, kaizen_home: Path, tmp_path: Path, webhook: Webhook
+    repo_root: Path, kaizen_home: Path, tmp_path: Path, webhook: Webhook, settings: Settings
 ) -> None:
     bad = tmp_path / "transactions.csv"
     pd.DataFrame(
@@ -205,7 +216,7 @@ def test_bad_data_stops_before_the_feature_store_and_reports_why(
             "is_fraud": [0, 2, 1],
         }
     ).to_csv(bad, index=False)
-    result = _run(repo_root, source_uri=str(bad), webhook_url=webhook.url)
+    result = _run(repo_root, settings, source_uri=str(bad), webhook_url=webhook.url)
     assert not result.succeeded
     assert result.tasks["ingest-data"].state == "FAILURE"
     assert "build-features" not in result.tasks

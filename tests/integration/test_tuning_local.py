@@ -26,9 +26,7 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     settings = Settings(home=home)
     work = home / "work"
     work.mkdir()
-    ingest_step(
-        "", work / "tx", settings=settings, rows=6000, customers=120, merchants=30, days=24
-    )
+    ingest_step("", work / "tx", settings=settings, rows=6000, customers=120, merchants=30, days=24)
     features_step(
         work / "tx",
         REPO_ROOT / "feature_repo",

@@ -126,26 +126,20 @@ def register(home: Path, export: Path, run_name: str, features: Sequence[str]) -
 
     The first registered version becomes champion; later ones are challengers.
     """
+    from kaizen.platform.settings import Settings
     from kaizen.registry import PipelineRunTracker, register_challenger
 
-    previous = os.environ.get("KAIZEN_HOME")
-    os.environ["KAIZEN_HOME"] = str(home)
-    try:
-        tracker = PipelineRunTracker(run_name)
-        data = home / f"{run_name}-training.parquet"
-        home.mkdir(parents=True, exist_ok=True)
-        tiny_frame(10, 1, features).to_parquet(data)
-        tracker.log_data(
-            manifest={"feature_service": "fraud_model_v1", "feature_views": []},
-            training_data=data,
-            git_commit="abc123",
-        )
-        return register_challenger(export, run_id=tracker.round_run_id(0))
-    finally:
-        if previous is None:
-            os.environ.pop("KAIZEN_HOME", None)
-        else:
-            os.environ["KAIZEN_HOME"] = previous
+    settings = Settings(home=home)
+    tracker = PipelineRunTracker(run_name, settings=settings)
+    data = home / f"{run_name}-training.parquet"
+    home.mkdir(parents=True, exist_ok=True)
+    tiny_frame(10, 1, features).to_parquet(data)
+    tracker.log_data(
+        manifest={"feature_service": "fraud_model_v1", "feature_views": []},
+        training_data=data,
+        git_commit="abc123",
+    )
+    return register_challenger(export, run_id=tracker.round_run_id(0), settings=settings)
 
 
 def materialize_history(
@@ -217,8 +211,13 @@ def _decode(payload: bytes) -> Any:
         return payload.decode("utf-8", "replace")
 
 
-def metric(port: int, sample: str, **labels: str) -> float:
-    """One sample of the server's /metrics whose labels include ``labels`` (0 if none)."""
+def metric(port: int, sample: str, **labels: str) -> float | None:
+    """One sample of the server's /metrics whose labels include ``labels``.
+
+    Returns:
+        Its value, or None when the server exports no such series: an absent series is not
+        a zero, so a check that something is 0 must see the series exported with 0.
+    """
     from prometheus_client.parser import text_string_to_metric_families
 
     status, text = http_call(port, "/metrics")
@@ -227,7 +226,7 @@ def metric(port: int, sample: str, **labels: str) -> float:
         for found in family.samples:
             if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items()):
                 return float(found.value)
-    return 0.0
+    return None
 
 
 class ServerProcess:

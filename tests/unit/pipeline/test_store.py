@@ -20,7 +20,13 @@ from kaizen.pipeline.store import (
     upload_pipeline,
 )
 from kaizen.platform.git import GitCommit, git_commit
-from kaizen.platform.storage import LocalObjectStore, ObjectStore, S3ObjectStore, StorageError, sha256_bytes
+from kaizen.platform.storage import (
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    StorageError,
+    sha256_bytes,
+)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 T1 = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)

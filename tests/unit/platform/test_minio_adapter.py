@@ -31,7 +31,7 @@ def test_the_installed_minio_is_a_version_the_adapter_was_written_for() -> None:
         pytest.fail(str(error), pytrace=False)
 
 
-@pytest.mark.parametrize("version", ["7.1.17", "8.0.0", "8.0.1rc1"])
+@pytest.mark.parametrize("version", ["7.1.17", "7.3.0", "8.0.0", "8.0.1rc1"])
 def test_a_minio_outside_the_range_is_refused_naming_library_version_and_range(
     monkeypatch: pytest.MonkeyPatch, version: str
 ) -> None:

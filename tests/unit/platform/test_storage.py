@@ -97,7 +97,9 @@ def test_checksums_and_versions(tmp_path: Path) -> None:
     assert first.endswith("-abababababab") and second.endswith("-cdcdcdcdcdcd")
 
 
-def test_open_store_uses_kaizen_home(kaizen_home: Path) -> None:
-    store = open_store()
+def test_open_store_uses_the_home_of_the_settings(tmp_path: Path) -> None:
+    from kaizen.platform.settings import Settings
+
+    store = open_store(Settings(home=tmp_path / "home", storage_backend="local"))
     store.put_bytes("x/y", b"1")
-    assert (kaizen_home / "objects" / "x" / "y").read_bytes() == b"1"
+    assert (tmp_path / "home" / "objects" / "x" / "y").read_bytes() == b"1"

@@ -16,9 +16,9 @@ def model() -> str:
     return f"model-{uuid.uuid4().hex[:8]}"
 
 
-def value(name: str, **labels: str) -> float:
-    found = REGISTRY.get_sample_value(name, labels)
-    return 0.0 if found is None else found
+def value(name: str, **labels: str) -> float | None:
+    """The sample's value, or None when no such series is exported: absent is not zero."""
+    return REGISTRY.get_sample_value(name, labels)
 
 
 def test_requests_are_counted_per_version_variant_and_outcome(model: str) -> None:
@@ -32,7 +32,8 @@ def test_requests_are_counted_per_version_variant_and_outcome(model: str) -> Non
     assert value("kaizen_serving_requests_total", **champion, outcome="ok") == 2
     assert value("kaizen_serving_requests_total", **champion, outcome="client_error") == 1
     assert value("kaizen_serving_requests_total", **challenger, outcome="timeout") == 1
-    assert value("kaizen_serving_requests_total", **challenger, outcome="ok") == 0
+    # No request of that kind: no series at all (a dashboard shows no line, not a zero).
+    assert value("kaizen_serving_requests_total", **challenger, outcome="ok") is None
     # Latency only for timed requests: the client error was not observed.
     assert value("kaizen_serving_request_latency_seconds_count", **champion) == 2
     assert value("kaizen_serving_request_latency_seconds_sum", **champion) == pytest.approx(0.016)
@@ -55,7 +56,7 @@ def test_errors_are_counted_by_kind(model: str) -> None:
 
     labels = {"model_name": model, "model_version": "4", "variant": "challenger"}
     assert value("kaizen_serving_errors_total", **labels, kind="prediction_failed") == 2
-    assert value("kaizen_serving_errors_total", **labels, kind="timeout") == 0
+    assert value("kaizen_serving_errors_total", **labels, kind="timeout") is None
     assert (
         value(
             "kaizen_serving_errors_total",
@@ -118,6 +119,15 @@ def test_canary_decisions_feedback_and_reload_failures_are_counted(model: str) -
         )
         == 2
     )
+
+
+def test_reload_polls_are_counted_per_model(model: str) -> None:
+    assert value("kaizen_serving_reload_polls_total", model_name=model) is None
+
+    metrics.record_reload_poll(model)
+    metrics.record_reload_poll(model)
+
+    assert value("kaizen_serving_reload_polls_total", model_name=model) == 2
 
 
 def test_the_exposition_text_names_the_version_and_variant(model: str) -> None:

@@ -16,6 +16,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 from kaizen.data.columns import LABEL
 from kaizen.features.store import FeatureRepoError
+from kaizen.platform.settings import Settings
 from kaizen.registry import ModelIntegrityError, PipelineRunTracker, register_challenger
 from kaizen.serving import predictor as predictor_module
 from kaizen.serving import server
@@ -54,9 +55,13 @@ def model_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def registered(model_export: Path) -> Path:
-    """The export registered as champion in this test's KAIZEN_HOME; returns its stored folder."""
-    info = register_challenger(model_export, run_id=PipelineRunTracker("run-1").round_run_id(0))
+def registered(model_export: Path, settings: Settings) -> Path:
+    """The export registered as champion under this test's settings; returns its stored folder."""
+    info = register_challenger(
+        model_export,
+        run_id=PipelineRunTracker("run-1", settings=settings).round_run_id(0),
+        settings=settings,
+    )
     return Path(unquote(urlparse(info.source).path))
 
 
@@ -64,8 +69,8 @@ def _v2(tensor: InferInput) -> InferRequest:
     return InferRequest(model_name="fraud-detector", infer_inputs=[tensor], request_id="r")
 
 
-def test_ready_only_after_loading_the_champion(registered: Path) -> None:
-    predictor = FraudPredictor(max_batch=4)
+def test_ready_only_after_loading_the_champion(registered: Path, settings: Settings) -> None:
+    predictor = FraudPredictor(max_batch=4, settings=settings)
     assert not predictor.ready
 
     assert predictor.load()
@@ -76,12 +81,12 @@ def test_ready_only_after_loading_the_champion(registered: Path) -> None:
     assert predictor.feature_service == "fraud_model_v1"
 
 
-def test_a_tampered_model_is_refused_and_never_ready(registered: Path) -> None:
+def test_a_tampered_model_is_refused_and_never_ready(registered: Path, settings: Settings) -> None:
     path = registered / "model.keras"
     data = bytearray(path.read_bytes())
     data[100] ^= 0x01
     path.write_bytes(bytes(data))
-    predictor = FraudPredictor()
+    predictor = FraudPredictor(settings=settings)
 
     with pytest.raises(ModelIntegrityError, match=r"model\.keras sha256 mismatch"):
         predictor.load()
@@ -90,8 +95,8 @@ def test_a_tampered_model_is_refused_and_never_ready(registered: Path) -> None:
     assert predictor.model is None
 
 
-def test_v1_scores_follow_the_threshold(registered: Path) -> None:
-    predictor = FraudPredictor(threshold=0.0)
+def test_v1_scores_follow_the_threshold(registered: Path, settings: Settings) -> None:
+    predictor = FraudPredictor(threshold=0.0, settings=settings)
     predictor.load()
     body = {"instances": [dict.fromkeys(FEATURES, 0.0)]}
 
@@ -103,9 +108,11 @@ def test_v1_scores_follow_the_threshold(registered: Path) -> None:
     assert answer["model_version"] == 1
 
 
-def test_a_binary_v2_tensor_with_nan_is_rejected_naming_row_and_feature(registered: Path) -> None:
+def test_a_binary_v2_tensor_with_nan_is_rejected_naming_row_and_feature(
+    registered: Path, settings: Settings
+) -> None:
     # JSON cannot carry NaN, but V2 binary tensors can: the predictor checks every value.
-    predictor = FraudPredictor()
+    predictor = FraudPredictor(settings=settings)
     predictor.load()
     tensor = InferInput("features", [2, 3], "FP32")
     tensor.set_data_from_numpy(
@@ -116,8 +123,8 @@ def test_a_binary_v2_tensor_with_nan_is_rejected_naming_row_and_feature(register
         asyncio.run(predictor.preprocess(_v2(tensor)))
 
 
-def test_a_v2_request_with_two_tensors_is_rejected(registered: Path) -> None:
-    predictor = FraudPredictor()
+def test_a_v2_request_with_two_tensors_is_rejected(registered: Path, settings: Settings) -> None:
+    predictor = FraudPredictor(settings=settings)
     predictor.load()
     tensor = InferInput("features", [1, 3], "FP32", data=[0.0, 0.0, 0.0])
     request = InferRequest(model_name="fraud-detector", infer_inputs=[tensor, tensor])
@@ -126,15 +133,17 @@ def test_a_v2_request_with_two_tensors_is_rejected(registered: Path) -> None:
         asyncio.run(predictor.preprocess(request))
 
 
-def test_bad_settings_are_refused_at_construction() -> None:
+def test_bad_settings_are_refused_at_construction(settings: Settings) -> None:
     with pytest.raises(ValueError, match="threshold must be within"):
-        FraudPredictor(threshold=1.5)
+        FraudPredictor(threshold=1.5, settings=settings)
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
-        FraudPredictor(max_batch=0)
+        FraudPredictor(max_batch=0, settings=settings)
 
 
-def test_a_v2_request_is_decoded_once_and_answered_with_its_id(registered: Path) -> None:
-    predictor = FraudPredictor()
+def test_a_v2_request_is_decoded_once_and_answered_with_its_id(
+    registered: Path, settings: Settings
+) -> None:
+    predictor = FraudPredictor(settings=settings)
     predictor.load()
     rows = np.array([[0, 0, 0], [3, 2, 0]], dtype=np.float32)
     tensor = InferInput("features", [2, 3], "FP32")
@@ -162,10 +171,10 @@ def test_a_v2_request_is_decoded_once_and_answered_with_its_id(registered: Path)
     ],
 )
 def test_feature_values_beyond_the_supported_range_are_400_naming_the_field(
-    registered: Path, value: float, expected: str
+    registered: Path, value: float, expected: str, settings: Settings
 ) -> None:
     # float32 holds 3e38, but no layer of the model would stay finite on it.
-    predictor = FraudPredictor()
+    predictor = FraudPredictor(settings=settings)
     predictor.load()
     body = {"instances": [{"amount_zscore": 0.0, "merchant_risk": value, "velocity_1h": 0.0}]}
 
@@ -173,10 +182,12 @@ def test_feature_values_beyond_the_supported_range_are_400_naming_the_field(
         asyncio.run(predictor.preprocess(body))
 
 
-def test_a_request_over_its_time_budget_is_a_timeout_naming_the_stage(registered: Path) -> None:
+def test_a_request_over_its_time_budget_is_a_timeout_naming_the_stage(
+    registered: Path, settings: Settings
+) -> None:
     # Validating 256 instances alone takes far longer than 0.1 ms, so the budget is spent
     # before the first await: the request never gets its scores.
-    predictor = FraudPredictor(request_timeout=0.0001)
+    predictor = FraudPredictor(request_timeout=0.0001, settings=settings)
     predictor.load()
     body = {"instances": [dict.fromkeys(FEATURES, 0.5)] * 256}
 
@@ -184,8 +195,10 @@ def test_a_request_over_its_time_budget_is_a_timeout_naming_the_stage(registered
         asyncio.run(predictor(body))
 
 
-def test_a_request_within_its_budget_is_answered_through_call(registered: Path) -> None:
-    predictor = FraudPredictor(request_timeout=30.0)
+def test_a_request_within_its_budget_is_answered_through_call(
+    registered: Path, settings: Settings
+) -> None:
+    predictor = FraudPredictor(request_timeout=30.0, settings=settings)
     predictor.load()
 
     response, headers = asyncio.run(predictor({"instances": [dict.fromkeys(FEATURES, 0.0)]}))
@@ -195,20 +208,26 @@ def test_a_request_within_its_budget_is_answered_through_call(registered: Path) 
 
 
 def test_a_model_with_nan_weights_fails_naming_its_version(
-    tmp_path: Path, kaizen_home: Path
+    tmp_path: Path, settings: Settings
 ) -> None:
     # A diverged training run: the file loads and verifies, every score is NaN.
     export = export_tiny_model(tmp_path / "nan-model", FEATURES, nan_weights=True)
-    register_challenger(export, run_id=PipelineRunTracker("run-nan").round_run_id(0))
-    predictor = FraudPredictor()
+    register_challenger(
+        export,
+        run_id=PipelineRunTracker("run-nan", settings=settings).round_run_id(0),
+        settings=settings,
+    )
+    predictor = FraudPredictor(settings=settings)
     predictor.load()
 
     with pytest.raises(PredictionFailedError, match=r"model version 1 produced a non-finite"):
         asyncio.run(predictor({"instances": [dict.fromkeys(FEATURES, 0.0)]}))
 
 
-def test_a_missing_feature_repo_fails_load_naming_it(registered: Path, tmp_path: Path) -> None:
-    predictor = FraudPredictor(feature_repo=tmp_path / "no-such-repo")
+def test_a_missing_feature_repo_fails_load_naming_it(
+    registered: Path, tmp_path: Path, settings: Settings
+) -> None:
+    predictor = FraudPredictor(feature_repo=tmp_path / "no-such-repo", settings=settings)
 
     with pytest.raises(FeatureRepoError, match=r"no-such-repo does not exist"):
         predictor.load()
@@ -217,28 +236,30 @@ def test_a_missing_feature_repo_fails_load_naming_it(registered: Path, tmp_path:
 
 
 def test_a_feature_repo_with_broken_yaml_fails_load_naming_the_file(
-    registered: Path, tmp_path: Path
+    registered: Path, tmp_path: Path, settings: Settings
 ) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "feature_store.yaml").write_text("project: [unclosed\n")
 
     with pytest.raises(FeatureRepoError, match=r"repo/feature_store\.yaml is not valid YAML"):
-        FraudPredictor(feature_repo=repo).load()
+        FraudPredictor(feature_repo=repo, settings=settings).load()
 
 
 def test_a_feature_repo_never_applied_fails_load_naming_the_repo(
-    registered: Path, repo_root: Path
+    registered: Path, repo_root: Path, settings: Settings
 ) -> None:
     # The real repo, but this KAIZEN_HOME has no Feast registry: nothing to look up.
     repo = repo_root / "feature_repo"
 
     with pytest.raises(FeatureRepoError, match=r"feature repo .*feature_repo: "):
-        FraudPredictor(feature_repo=repo).load()
+        FraudPredictor(feature_repo=repo, settings=settings).load()
 
 
-def test_a_failed_reload_keeps_the_working_model(registered: Path, tmp_path: Path) -> None:
-    predictor = FraudPredictor()
+def test_a_failed_reload_keeps_the_working_model(
+    registered: Path, tmp_path: Path, settings: Settings
+) -> None:
+    predictor = FraudPredictor(settings=settings)
     predictor.load()
     working = predictor.model
     predictor.feature_repo = tmp_path / "no-such-repo"
@@ -251,17 +272,19 @@ def test_a_failed_reload_keeps_the_working_model(registered: Path, tmp_path: Pat
     assert predictor.features == FEATURES
 
 
-def test_a_non_json_body_is_400_naming_the_content_type(registered: Path) -> None:
-    predictor = FraudPredictor()
+def test_a_non_json_body_is_400_naming_the_content_type(
+    registered: Path, settings: Settings
+) -> None:
+    predictor = FraudPredictor(settings=settings)
     predictor.load()
 
     with pytest.raises(InvalidInput, match=r"Content-Type: application/json, got .*text/plain"):
         asyncio.run(predictor.preprocess(b"{}", {"content-type": "text/plain"}))
 
 
-def test_json_with_a_charset_is_read_as_json(registered: Path) -> None:
+def test_json_with_a_charset_is_read_as_json(registered: Path, settings: Settings) -> None:
     # KServe decodes only an exact "application/json" and passes anything else on as bytes.
-    predictor = FraudPredictor()
+    predictor = FraudPredictor(settings=settings)
     predictor.load()
     body = json.dumps({"instances": [dict.fromkeys(FEATURES, 0.0)]}).encode()
     headers = {"content-type": "application/json; charset=utf-8"}
@@ -274,9 +297,9 @@ def test_json_with_a_charset_is_read_as_json(registered: Path) -> None:
         asyncio.run(predictor.preprocess(b"{,", headers))
 
 
-def test_a_non_positive_request_timeout_is_refused() -> None:
+def test_a_non_positive_request_timeout_is_refused(settings: Settings) -> None:
     with pytest.raises(ValueError, match="request_timeout must be positive seconds"):
-        FraudPredictor(request_timeout=0.0)
+        FraudPredictor(request_timeout=0.0, settings=settings)
 
 
 def test_the_server_and_the_predictor_agree_on_the_default_model_name() -> None:
