@@ -17,24 +17,25 @@ if TYPE_CHECKING:
 
 def _serve_feature_repo(settings: Settings, given: Path | None, no_feast: bool) -> Path | None:
     """The Feast repo to serve entity requests with, or None for feature vectors only."""
-    registry = settings.feast_dir / "registry.db"
+    from kaizen.features.store import is_applied, is_feature_repo
+
     if no_feast:
         return None
     if given is not None:
-        if not (given / "feature_store.yaml").is_file():
+        if not is_feature_repo(given):
             raise typer.BadParameter(
                 f"{given} is not a Feast repo (no feature_store.yaml in it)",
                 param_hint="--feature-repo",
             )
-        if not registry.is_file():
+        if not is_applied(settings.home):
             fail(
-                f"the feature repo is not applied under KAIZEN_HOME (no {registry}); run "
+                f"the feature repo is not applied under KAIZEN_HOME ({settings.home}); run "
                 "`make run`, which applies and materializes it, or serve feature vectors only "
                 "with --no-feast"
             )
         return given.absolute()
     default = settings.feature_repo
-    if (default / "feature_store.yaml").is_file() and registry.is_file():
+    if is_feature_repo(default) and is_applied(settings.home):
         return default.absolute()
     err_console.print(
         f"note: Feast is not applied under {escape(str(settings.home))}, so entity requests "

@@ -79,6 +79,17 @@ def feature_data_dir(kaizen_home: str | os.PathLike[str]) -> Path:
     return Path(kaizen_home).expanduser().absolute() / "feast" / "data"
 
 
+def is_feature_repo(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` is a Feast repository (a folder with ``feature_store.yaml``)."""
+    return (Path(path) / FEATURE_STORE_YAML).is_file()
+
+
+def is_applied(kaizen_home: str | os.PathLike[str]) -> bool:
+    """True once the repository was applied under ``kaizen_home``: its registry exists where
+    ``feature_repo/feature_store.yaml`` puts it (``$KAIZEN_HOME/feast/registry.db``)."""
+    return (Path(kaizen_home).expanduser().absolute() / "feast" / "registry.db").is_file()
+
+
 def load_feature_store(
     repo_path: str | os.PathLike[str], kaizen_home: str | os.PathLike[str]
 ) -> FeatureStore:

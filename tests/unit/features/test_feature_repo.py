@@ -89,7 +89,12 @@ def test_feast_cli_without_kaizen_home_says_what_to_set(repo_root: Path, tmp_pat
 
 
 def test_python_apply_is_idempotent(repo_root: Path, kaizen_home: Path) -> None:
+    from kaizen.features.store import is_applied, is_feature_repo
+
+    assert is_feature_repo(repo_root / "feature_repo") and not is_feature_repo(repo_root)
+    assert not is_applied(kaizen_home)  # what `kaizen serve` checks before entity lookups
     first = apply_feature_repo(repo_root / "feature_repo", kaizen_home)
+    assert is_applied(kaizen_home)
     specs = {view.name: view.to_proto().spec for view in first.list_feature_views()}
     updated = {view.name: view.last_updated_timestamp for view in first.list_feature_views()}
     service = first.get_feature_service("fraud_model_v1").to_proto().spec
