@@ -62,7 +62,7 @@ from kaizen.serving.predictor import (
     OUTPUT_NAME,
     FraudPredictor,
 )
-from kaizen.serving.schema import DEFAULT_MAX_BATCH
+from kaizen.serving.schema import DEFAULT_MAX_BATCH, MAX_FEEDBACK_ITEMS
 
 if TYPE_CHECKING:
     from kaizen.platform.settings import Settings
@@ -74,8 +74,6 @@ CANARY_ACTOR = "canary"
 VERSION_HEADER = "x-kaizen-model-version"
 #: Most recent predictions remembered for feedback; older ids are answered as unknown.
 DEFAULT_FEEDBACK_MEMORY = 100_000
-#: Most labels accepted in one feedback request.
-MAX_FEEDBACK_ITEMS = 10_000
 #: First pause before a version that failed to load is tried again; doubles up to the max.
 RETRY_FAILED_LOAD_SECONDS = 30.0
 MAX_RETRY_FAILED_LOAD_SECONDS = 600.0

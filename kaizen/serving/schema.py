@@ -23,6 +23,8 @@ from typing import Any
 from kaizen.data.columns import AMOUNT, CUSTOMER_ID, EVENT_TIMESTAMP, MERCHANT_ID
 
 DEFAULT_MAX_BATCH = 256
+#: Most labels accepted in one feedback request (the router enforces it, the OpenAPI says it).
+MAX_FEEDBACK_ITEMS = 10_000
 ENTITY_REQUIRED: tuple[str, ...] = (CUSTOMER_ID, MERCHANT_ID, AMOUNT)
 ENTITY_FIELDS: frozenset[str] = frozenset((*ENTITY_REQUIRED, EVENT_TIMESTAMP))
 

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kaizen.platform.names import DEFAULT_MODEL_NAME
 from kaizen.serving import kserve_adapter
-from kaizen.serving.schema import DEFAULT_MAX_BATCH
+from kaizen.serving.schema import DEFAULT_MAX_BATCH, MAX_FEEDBACK_ITEMS
 
 if TYPE_CHECKING:
     import kserve
@@ -875,7 +875,7 @@ _FEEDBACK_REQUEST: dict[str, Any] = {
         "feedback": {
             "type": "array",
             "minItems": 1,
-            "maxItems": 10_000,
+            "maxItems": MAX_FEEDBACK_ITEMS,
             "items": {
                 "type": "object",
                 "properties": {
