@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,10 @@ CHECK_TIMESTAMP_PARSEABLE = "timestamp_parseable"
 CHECK_TIMEZONE_CONSISTENT = "timezone_consistent"
 CHECK_LABEL_BINARY = "label_is_0_or_1"
 CHECK_LABEL_AFTER_EVENT = "label_after_event"
+CHECK_NOT_IN_FUTURE = "not_in_future"
+#: How far past "now" an event may lie before it is refused: clocks of the systems that
+#: recorded the data and of this machine may differ, a transaction cannot be years ahead.
+FUTURE_TOLERANCE = pd.Timedelta(hours=1)
 
 # pandera's names for its built-in checks, mapped to ours.
 _PANDERA_CHECK_NAMES = {
@@ -69,6 +73,7 @@ _CHECK_ORDER = (
     CHECK_POSITIVE_FINITE,
     CHECK_TIMESTAMP_PARSEABLE,
     CHECK_TIMEZONE_CONSISTENT,
+    CHECK_NOT_IN_FUTURE,
     CHECK_LABEL_BINARY,
     CHECK_LABEL_AFTER_EVENT,
 )
@@ -140,7 +145,9 @@ class DataValidationError(ValueError):
         return "\n".join(lines)
 
 
-def validate_transactions(df: pd.DataFrame, source: str = "<dataframe>") -> pd.DataFrame:
+def validate_transactions(
+    df: pd.DataFrame, source: str = "<dataframe>", *, now: datetime | None = None
+) -> pd.DataFrame:
     """Validate raw transactions and return them normalized.
 
     Every check runs, so the error lists all problems at once. Columns other than
@@ -151,6 +158,8 @@ def validate_transactions(df: pd.DataFrame, source: str = "<dataframe>") -> pd.D
             still be strings). Its index is ignored; rows are numbered from 1 in order.
         source: Where the data came from, used in the error report. A source ending in
             ``.csv`` makes the report say that row numbers exclude the header line.
+        now: The present, for refusing events later than it plus ``FUTURE_TOLERANCE``
+            (default: the current time).
 
     Returns:
         A new frame with exactly ``RAW_COLUMNS``: ids as ``str``, ``amount`` float64,
@@ -190,11 +199,13 @@ def validate_transactions(df: pd.DataFrame, source: str = "<dataframe>") -> pd.D
             row_note,
         )
 
+    present = pd.Timestamp(now if now is not None else datetime.now(UTC))
+    latest = (present.tz_localize("UTC") if present.tzinfo is None else present) + FUTURE_TOLERANCE
     try:
-        _SCHEMA.validate(frame, lazy=True)
+        _build_schema(latest).validate(frame, lazy=True)
     except SchemaErrors as exc:
         raise DataValidationError(
-            source, _collect_failures(exc.failure_cases, frame), row_note
+            source, _collect_failures(exc.failure_cases, frame, latest), row_note
         ) from None
     return _normalize(frame)
 
@@ -339,16 +350,26 @@ def _label_after_event(frame: pd.DataFrame) -> pd.Series:
     return event.isna() | label.isna() | (label >= event)
 
 
+def _not_after(latest: pd.Timestamp) -> Callable[[pd.Series], pd.Series]:
+    def check(series: pd.Series) -> pd.Series:
+        parsed = parse_timestamps(series)
+        # Values that are not timestamps are reported by the timestamp_parseable check.
+        return parsed.isna() | (parsed <= latest)
+
+    return check
+
+
 def _check(fn: Callable[[pd.Series], pd.Series], name: str) -> pa.Check:
     return pa.Check(fn, name=name)
 
 
-def _build_schema() -> pa.DataFrameSchema:
+def _build_schema(latest_event: pd.Timestamp) -> pa.DataFrameSchema:
     id_checks = [_check(_not_blank, CHECK_NOT_BLANK)]
     timestamp_checks = [
         _check(_timestamp_parseable, CHECK_TIMESTAMP_PARSEABLE),
         _check(_timezone_consistent, CHECK_TIMEZONE_CONSISTENT),
     ]
+    event_checks = [*timestamp_checks, _check(_not_after(latest_event), CHECK_NOT_IN_FUTURE)]
     return pa.DataFrameSchema(
         {
             TRANSACTION_ID: pa.Column(None, nullable=False, unique=True, checks=id_checks),
@@ -362,7 +383,7 @@ def _build_schema() -> pa.DataFrameSchema:
                     _check(_positive_finite, CHECK_POSITIVE_FINITE),
                 ],
             ),
-            EVENT_TIMESTAMP: pa.Column(None, nullable=False, checks=timestamp_checks),
+            EVENT_TIMESTAMP: pa.Column(None, nullable=False, checks=event_checks),
             LABEL: pa.Column(
                 None, nullable=False, checks=[_check(_label_binary, CHECK_LABEL_BINARY)]
             ),
@@ -372,9 +393,6 @@ def _build_schema() -> pa.DataFrameSchema:
         strict=False,
         coerce=False,
     )
-
-
-_SCHEMA = _build_schema()
 
 
 # --- turning pandera's failure cases into a report ---
@@ -388,7 +406,9 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _collect_failures(cases: pd.DataFrame, frame: pd.DataFrame) -> list[ValidationFailure]:
+def _collect_failures(
+    cases: pd.DataFrame, frame: pd.DataFrame, latest_event: pd.Timestamp
+) -> list[ValidationFailure]:
     cases = cases.copy()
     cases["check"] = cases["check"].map(lambda c: _PANDERA_CHECK_NAMES.get(str(c), str(c)))
     failures: list[ValidationFailure] = []
@@ -413,7 +433,7 @@ def _collect_failures(cases: pd.DataFrame, frame: pd.DataFrame) -> list[Validati
     groups = row_cases.groupby(["check", "column"], dropna=False, sort=False)
     for (check, column), group in groups:
         column_name = None if pd.isna(column) else str(column)
-        failures.append(_row_failure(str(check), column_name, group, frame))
+        failures.append(_row_failure(str(check), column_name, group, frame, latest_event))
 
     def order(failure: ValidationFailure) -> tuple[int, int, int]:
         if failure.check == CHECK_MISSING_COLUMNS:
@@ -432,7 +452,11 @@ def _collect_failures(cases: pd.DataFrame, frame: pd.DataFrame) -> list[Validati
 
 
 def _row_failure(
-    check: str, column: str | None, group: pd.DataFrame, frame: pd.DataFrame
+    check: str,
+    column: str | None,
+    group: pd.DataFrame,
+    frame: pd.DataFrame,
+    latest_event: pd.Timestamp,
 ) -> ValidationFailure:
     indices = sorted({int(i) for i in group["index"].dropna()})
     n = len(indices)
@@ -453,14 +477,18 @@ def _row_failure(
     else:
         assert column is not None
         examples = tuple(FailureExample(i + 1, _format_value(frame.at[i, column])) for i in shown)
-    return ValidationFailure(check, column, _message(check, column, n, frame), n, examples)
+    return ValidationFailure(
+        check, column, _message(check, column, n, frame, latest_event), n, examples
+    )
 
 
 def _rows(n: int) -> str:
     return f"{n} row{'s' if n != 1 else ''}"
 
 
-def _message(check: str, column: str | None, n: int, frame: pd.DataFrame) -> str:
+def _message(
+    check: str, column: str | None, n: int, frame: pd.DataFrame, latest_event: pd.Timestamp
+) -> str:
     rows = _rows(n)
     if check == CHECK_NOT_NULL:
         return f"{rows} with a null value; {column} is required in every row"
@@ -491,6 +519,12 @@ def _message(check: str, column: str | None, n: int, frame: pd.DataFrame) -> str
             f"mixes timezone-aware ({_rows(n_aware)}) and naive ({_rows(n_naive)}) timestamps; "
             "use one form for the whole column (naive values are taken as UTC); "
             f"the examples are the {minority} values"
+        )
+    if check == CHECK_NOT_IN_FUTURE:
+        hours = FUTURE_TOLERANCE / pd.Timedelta(hours=1)
+        return (
+            f"{rows} with an event after {latest_event.isoformat()} (now plus {hours:g} h); "
+            "a transaction cannot happen in the future: check the year and the time zone"
         )
     if check == CHECK_LABEL_BINARY:
         return f"{rows} with a label that is not 0 or 1; expected 0/1 (or true/false)"

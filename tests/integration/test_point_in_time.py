@@ -272,3 +272,36 @@ def test_build_features_refuses_sources_that_point_elsewhere(
     monkeypatch.setenv("KAIZEN_FEAST_DATA_URI", elsewhere.as_posix())
     with pytest.raises(FeatureRepoError, match=r"reads .*other-data/.*KAIZEN_FEAST_DATA_URI"):
         build_features(HISTORY, repo_root / "feature_repo", kaizen_home, 1, 1, warmup_days=0)
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_a_window_without_transactions_is_refused_before_anything_is_written(
+    repo_root: Path, kaizen_home: Path
+) -> None:
+    # A good build first: the sources, registry and online store serving reads.
+    build_features(HISTORY, repo_root / "feature_repo", kaizen_home, 1, 1, warmup_days=0)
+    served = _tree_bytes(kaizen_home / "feast")
+    assert any(name.endswith("online_store.db") for name in served)
+
+    # Days 1-3 and day 9: the 2-day validation window (days 6-7) holds no transaction.
+    gap = transactions(
+        [
+            ("G1", "C1", "M1", 10, "1D 10h", 0, "1D 12h"),
+            ("G2", "C2", "M1", 20, "2D 10h", 0, "2D 12h"),
+            ("G3", "C1", "M2", 30, "3D 10h", 1, "3D 12h"),
+            ("G4", "C3", "M2", 40, "9D 10h", 0, "9D 12h"),
+        ]
+    )
+    with pytest.raises(ValueError) as refused:
+        build_features(gap, repo_root / "feature_repo", kaizen_home, 2, 1, warmup_days=0)
+    message = str(refused.value)
+    assert "the validation window 2026-05-08..2026-05-10 has 0 of the 4 transactions" in message
+    assert "set by validation_days=2" in message and "nothing was written" in message
+    assert _tree_bytes(kaizen_home / "feast") == served  # byte for byte

@@ -309,3 +309,24 @@ def test_typed_frame_is_normalized_to_the_contract() -> None:
         pd.Timestamp("2026-01-01T10:00Z"),
     ]
     assert result.loc[1, LABEL_TIMESTAMP] == pd.Timestamp("2026-01-01T11:00Z")
+
+
+def test_an_event_in_the_future_is_refused_naming_its_file_and_rows(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    later = "t4,C0003,M003,19.99,2031-06-01T10:00:00Z,0,2031-06-02T10:00:00Z"
+    just_inside = "t5,C0003,M003,5.00,2026-03-01T12:30:00+01:00,0,2026-03-01T13:00:00Z"
+    frame, source = load_csv(tmp_path, csv_rows(*GOOD_ROWS, later, just_inside))
+    with pytest.raises(DataValidationError) as caught:
+        # 11:30 UTC: t5 (11:30 UTC) is within the tolerance, t4 is five years ahead
+        validate_transactions(frame, source=source, now=datetime(2026, 3, 1, 11, 30, tzinfo=UTC))
+    bad = failure(caught.value, "not_in_future", EVENT_TIMESTAMP)
+    assert bad.failing_rows == 1
+    assert [example.row for example in bad.examples] == [4]
+    assert "'2031-06-01T10:00:00Z'" in bad.examples[0].value
+    assert "after 2026-03-01T12:30:00+00:00 (now plus 1 h)" in bad.message
+    assert str(tmp_path / "transactions.csv") in str(caught.value)
+
+    # the same file, checked against the real clock: 2031 is still ahead
+    with pytest.raises(DataValidationError, match="not_in_future"):
+        validate_transactions(frame.drop(index=4), source=source)
