@@ -89,7 +89,25 @@ def transaction_context_odfv(inputs: pd.DataFrame) -> pd.DataFrame:
     mean_7d = mean_7d.to_numpy(dtype="float64")
     times = inputs["transaction_time"]
     if not (isinstance(times.dtype, pd.DatetimeTZDtype) and str(times.dtype.tz) == "UTC"):
-        times = pd.to_datetime(times, utc=True)
+        if pd.api.types.is_numeric_dtype(times.dtype) and not pd.api.types.is_bool_dtype(
+            times.dtype
+        ):
+            # A number is epoch seconds (below 1e11, i.e. before the year 5138) or epoch
+            # milliseconds (below 1e14); anything larger (micro- or nanoseconds) or not
+            # finite is refused rather than guessed: the hour would silently be wrong.
+            numbers = times.to_numpy(dtype="float64")
+            size = np.abs(numbers)
+            refused = ~np.isfinite(numbers) | (size >= 1e14)
+            if refused.any():
+                raise ValueError(
+                    f"transaction_time {numbers[refused][0]!r} is not epoch seconds or "
+                    "milliseconds; send ISO 8601 text with an offset, epoch seconds or epoch "
+                    "milliseconds"
+                )
+            nanos = np.where(size < 1e11, numbers * 1e9, numbers * 1e6)
+            times = pd.Series(pd.to_datetime(np.round(nanos).astype("int64"), utc=True))
+        else:
+            times = pd.to_datetime(times, utc=True)
     hour = np.asarray(times.array.hour, dtype="int64")
     angle = 2.0 * np.pi * hour.astype("float64") / 24.0
     with np.errstate(divide="ignore", invalid="ignore"):

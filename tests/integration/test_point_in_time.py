@@ -305,3 +305,47 @@ def test_a_window_without_transactions_is_refused_before_anything_is_written(
     assert "the validation window 2026-05-08..2026-05-10 has 0 of the 4 transactions" in message
     assert "set by validation_days=2" in message and "nothing was written" in message
     assert _tree_bytes(kaizen_home / "feast") == served  # byte for byte
+
+
+@pytest.mark.parametrize(
+    ("transaction_time", "hour"),
+    [
+        (1764777960, 16),  # epoch seconds: 2025-12-03T16:06:00Z
+        (1764777960123, 16),  # epoch milliseconds
+        (1764777960.5, 16),
+        ("2025-12-03T17:46:00+01:00", 16),  # ISO text with an offset
+    ],
+)
+def test_feast_reads_request_times_as_seconds_milliseconds_or_iso_text(
+    applied: SimpleNamespace, transaction_time: object, hour: int
+) -> None:
+    served = applied.store.get_online_features(
+        features=applied.store.get_feature_service("fraud_model_v1"),
+        entity_rows=[
+            {
+                "customer_id": "C1",
+                "merchant_id": "M1",
+                "amount": 60.0,
+                "transaction_time": transaction_time,
+            }
+        ],
+    ).to_dict()
+    assert served["hour_of_day"] == [hour]
+
+
+def test_feast_refuses_a_request_time_that_is_not_seconds_or_milliseconds(
+    applied: SimpleNamespace,
+) -> None:
+    nanoseconds = 1764777960 * 10**9
+    with pytest.raises(Exception, match="is not epoch seconds or milliseconds"):
+        applied.store.get_online_features(
+            features=applied.store.get_feature_service("fraud_model_v1"),
+            entity_rows=[
+                {
+                    "customer_id": "C1",
+                    "merchant_id": "M1",
+                    "amount": 60.0,
+                    "transaction_time": nanoseconds,
+                }
+            ],
+        )
