@@ -1,4 +1,5 @@
-"""The Feast adapter: the installed Feast is one it was written for, and its parts still work.
+"""The Feast adapter's parts still work against the real Feast (its version check is in
+tests/unit/platform/test_library_versions.py).
 
 The real ``feature_repo/`` is applied through the adapter (Feast's CLI apply path) and
 materialized over a small history, as in test_online_reader.py; the in-process plan's
@@ -23,27 +24,6 @@ from kaizen.platform.library_versions import UnsupportedLibraryVersionError
 from tests.support.serving import FEATURE_REPO, HISTORY, materialize_history
 
 SERVICE = "fraud_model_v1"
-
-
-def test_the_installed_feast_is_a_version_the_adapter_was_written_for() -> None:
-    try:
-        feast_adapter.check_version()
-    except UnsupportedLibraryVersionError as error:
-        pytest.fail(str(error), pytrace=False)
-
-
-@pytest.mark.parametrize("version", ["0.66.2", "0.68.0", "1.0.0"])
-def test_a_feast_outside_the_range_is_refused_naming_library_version_and_range(
-    monkeypatch: pytest.MonkeyPatch, version: str
-) -> None:
-    monkeypatch.setattr(library_versions, "installed_version", lambda library: version)
-    with pytest.raises(UnsupportedLibraryVersionError) as refused:
-        feast_adapter.check_version()
-    message = str(refused.value)
-    assert f"feast {version} is installed" in message
-    assert str(feast_adapter.SUPPORTED_VERSIONS) in message
-    assert "kaizen.features.feast_adapter" in message
-    assert isinstance(refused.value, RuntimeError)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""The kfp.local adapter: the installed kfp is one it was written for, and it still reads
-what kfp.local writes.
+"""The kfp.local adapter still reads what kfp.local writes (its version check is in
+tests/unit/platform/test_library_versions.py).
 
 The last tests run two tiny compiled pipelines on the real kfp.local (three task
 subprocesses in all, a few seconds), through :func:`kaizen.pipeline.runner.run_pipeline`:
@@ -42,27 +42,6 @@ TRACEBACK = [
     "    ValueError: bad value 2",
     "    ",
 ]
-
-
-def test_the_installed_kfp_is_a_version_the_adapter_was_written_for() -> None:
-    try:
-        kfp_local.check_version()
-    except UnsupportedLibraryVersionError as error:
-        pytest.fail(str(error), pytrace=False)
-
-
-@pytest.mark.parametrize("version", ["2.16.0", "2.18.0", "3.0.0"])
-def test_a_kfp_outside_the_range_is_refused_naming_library_version_and_range(
-    monkeypatch: pytest.MonkeyPatch, version: str
-) -> None:
-    monkeypatch.setattr(library_versions, "installed_version", lambda library: version)
-    with pytest.raises(UnsupportedLibraryVersionError) as refused:
-        kfp_local.check_version()
-    message = str(refused.value)
-    assert f"kfp {version} is installed" in message
-    assert str(kfp_local.SUPPORTED_VERSIONS) in message
-    assert "kaizen.pipeline.kfp_local_adapter" in message
-    assert isinstance(refused.value, RuntimeError)
 
 
 def test_a_run_on_an_unsupported_kfp_is_refused_before_it_starts(

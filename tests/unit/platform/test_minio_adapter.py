@@ -1,4 +1,5 @@
-"""The minio adapter: the installed minio is one it was written for, and its calls still work.
+"""The minio adapter's calls still work against a real minio client (its version check is in
+tests/unit/platform/test_library_versions.py).
 
 The calls run against a real minio client talking to moto's S3 server (the fixtures of
 test_storage_s3.py), so a minio release that renamed or reshaped the private methods the
@@ -22,34 +23,6 @@ from tests.unit.platform import test_storage_s3 as s3_tests
 
 moto_endpoint = s3_tests.moto_endpoint  # the module-scoped moto S3 server fixture
 _buckets = itertools.count(1)
-
-
-def test_the_installed_minio_is_a_version_the_adapter_was_written_for() -> None:
-    try:
-        minio_adapter.check_version()
-    except UnsupportedLibraryVersionError as error:
-        pytest.fail(str(error), pytrace=False)
-
-
-@pytest.mark.parametrize("version", ["7.1.17", "7.3.0", "8.0.0", "8.0.1rc1"])
-def test_a_minio_outside_the_range_is_refused_naming_library_version_and_range(
-    monkeypatch: pytest.MonkeyPatch, version: str
-) -> None:
-    monkeypatch.setattr(library_versions, "installed_version", lambda library: version)
-    with pytest.raises(UnsupportedLibraryVersionError) as refused:
-        minio_adapter.check_version()
-    message = str(refused.value)
-    assert f"minio {version} is installed" in message
-    assert str(minio_adapter.SUPPORTED_VERSIONS) in message
-    assert "kaizen.platform.minio_adapter" in message
-    assert "Minio._execute" in message
-    assert isinstance(refused.value, RuntimeError)
-
-
-def test_a_missing_minio_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(library_versions, "installed_version", lambda library: None)
-    with pytest.raises(UnsupportedLibraryVersionError, match="minio is not installed"):
-        minio_adapter.check_version()
 
 
 def test_the_s3_store_checks_the_minio_version_when_it_is_created(

@@ -1,4 +1,5 @@
-"""The KServe adapter: the installed KServe is one it was written for, and its parts still work.
+"""The KServe adapter's parts still work against the real KServe (its version check is in
+tests/unit/platform/test_library_versions.py).
 
 Everything runs in process against the real KServe: its RESTServer calling the hooks the
 adapter forwards, its V1/V2 handlers behind the adapter's routes (through FastAPI's test
@@ -27,27 +28,11 @@ from kaizen.serving import kserve_adapter
 MODEL = "echo"
 
 
-def test_the_installed_kserve_is_a_version_the_adapter_was_written_for() -> None:
-    try:
-        kserve_adapter.check_version()
-    except UnsupportedLibraryVersionError as error:
-        pytest.fail(str(error), pytrace=False)
-
-
-@pytest.mark.parametrize("version", ["0.20.1", "0.22.0", "1.0.0"])
-def test_a_kserve_outside_the_range_is_refused_naming_library_version_and_range(
-    monkeypatch: pytest.MonkeyPatch, version: str
+def test_the_servers_way_in_checks_the_kserve_version_before_it_builds_anything(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(library_versions, "installed_version", lambda library: version)
-    with pytest.raises(UnsupportedLibraryVersionError) as refused:
-        kserve_adapter.check_version()
-    message = str(refused.value)
-    assert f"kserve {version} is installed" in message
-    assert str(kserve_adapter.SUPPORTED_VERSIONS) in message
-    assert "kaizen.serving.kserve_adapter" in message
-    assert isinstance(refused.value, RuntimeError)
-    # The server's way in checks before it builds anything.
-    with pytest.raises(UnsupportedLibraryVersionError):
+    monkeypatch.setattr(library_versions, "installed_version", lambda library: "0.22.0")
+    with pytest.raises(UnsupportedLibraryVersionError, match=r"kserve 0\.22\.0 is installed"):
         kserve_adapter.new_model_server(http_port=0, grace_period=1)
 
 
