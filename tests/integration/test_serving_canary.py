@@ -8,12 +8,10 @@ HTTP server on 127.0.0.1 receives the notifier's webhook posts.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -24,6 +22,7 @@ import pytest
 from kaizen.platform.settings import Settings
 from kaizen.registry import ModelRegistry
 from tests.support.serving import ServerProcess, export_tiny_model, http_call, metric, register
+from tests.support.webhook import Webhook
 
 FEATURES = ["amount_zscore", "merchant_risk", "velocity_1h"]
 MODEL = "fraud-detector"
@@ -38,32 +37,12 @@ SERVER_MODULE = "kaizen.serving.server"
 T = TypeVar("T")
 
 
-class Webhook:
-    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/kaizen"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def find(self, state: str, version: int) -> dict[str, Any] | None:
-        for note in list(self.received):
-            if note["state"] == state and note["details"]["challenger_version"] == version:
-                return note
-        return None
+def challenger_note(webhook: Webhook, state: str, version: int) -> dict[str, Any] | None:
+    """The notification the canary sent about challenger ``version`` ending in ``state``."""
+    for note in list(webhook.received):
+        if note["state"] == state and note["details"]["challenger_version"] == version:
+            return note
+    return None
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
@@ -95,7 +74,6 @@ def canary(
     home = tmp_path_factory.mktemp("canary-home")
     register(home, exports.champion, "champion-run", FEATURES)
     webhook = Webhook()
-    webhook.thread.start()
     args = [
         "--canary-share",
         "0.5",
@@ -115,7 +93,7 @@ def canary(
                 registry=ModelRegistry(Settings(home=home)),
             )
     finally:
-        webhook.server.shutdown()
+        webhook.close()
 
 
 def answered(port: int, version: int, variant: str, outcome: str) -> float | None:
@@ -188,7 +166,9 @@ def test_a_diverged_challenger_is_hot_loaded_rolled_back_and_never_seen_by_clien
     reason = rejected.tags["kaizen.rejected_reason"]
     assert "challenger error rate 100.00%" in reason
     assert rejected.tags["kaizen.rejected_by"] == "canary"
-    note = wait_for(lambda: canary.webhook.find("ROLLED_BACK", bad.version), "the webhook")
+    note = wait_for(
+        lambda: challenger_note(canary.webhook, "ROLLED_BACK", bad.version), "the webhook"
+    )
     assert reason in note["message"]
     assert note["details"]["champion_version"] == champion
     # The challenger's failures are counted against its version, by kind.
@@ -263,7 +243,9 @@ def test_a_better_challenger_is_promoted_after_min_requests_and_then_serves_ever
     assert served(canary.port, "challenger") == 0
     champion_ok = answered(canary.port, good.version, "champion", "ok")
     assert champion_ok is not None and champion_ok >= 20
-    note = wait_for(lambda: canary.webhook.find("SUCCEEDED", good.version), "the webhook")
+    note = wait_for(
+        lambda: challenger_note(canary.webhook, "SUCCEEDED", good.version), "the webhook"
+    )
     assert f"promoted {MODEL} version {good.version}" in note["message"]
 
 

@@ -6,13 +6,10 @@ TensorFlow training and a real webhook server on 127.0.0.1.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from kaizen.pipeline.compiler import TRAINING_PIPELINE_YAML
 from kaizen.pipeline.runner import RunResult, run_pipeline
 from kaizen.pipeline.summary import summarize_run
 from kaizen.platform.settings import Settings
+from tests.support.webhook import Webhook
 
 SMALL = {
     "rows": 6000,
@@ -50,32 +48,10 @@ EXPECTED_TASKS = {
 }
 
 
-class Webhook:
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    with Webhook() as hook:
+        yield hook
 
 
 def _run(repo_root: Path, settings: Settings, **params: Any) -> RunResult:

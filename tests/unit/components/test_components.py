@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +37,7 @@ from components.train_model import train_model
 from components.tune_model import tune_model
 from kaizen.data.columns import EVENT_TIMESTAMP, LABEL, RAW_COLUMNS
 from kaizen.evaluation.metrics import HEADLINE_METRICS
+from tests.support.webhook import Webhook
 
 REPO = Path(__file__).resolve().parents[3]
 RUN_ID = "components-run"
@@ -470,34 +469,10 @@ def test_register_model_refuses_a_failed_gate_decision(
 # ------------------------------------------------------------------ notify_run
 
 
-class Webhook:
-    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/kaizen"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    with Webhook() as hook:
+        yield hook
 
 
 def test_notify_run_posts_how_the_run_ended_with_the_gate_outcome(
