@@ -16,6 +16,7 @@ from kaizen.features.split import (
     DEFAULT_VALIDATION_DAYS,
     DEFAULT_WARMUP_DAYS,
     SplitWindows,
+    check_windows_have_rows,
     split_by_windows,
     split_windows,
 )
@@ -125,7 +126,7 @@ def build_features(
     # Windows first: data too short to split, or a window without a transaction, fails
     # before anything is written (the sources, the registry and the online store).
     windows = split_windows(transactions[EVENT_TIMESTAMP], validation_days, test_days, warmup_days)
-    _check_every_window_has_rows(
+    check_windows_have_rows(
         transactions[EVENT_TIMESTAMP],
         windows,
         validation_days=validation_days,
@@ -162,40 +163,6 @@ def build_features(
             "test": len(test),
         },
     )
-
-
-def _check_every_window_has_rows(
-    timestamps: pd.Series,
-    windows: SplitWindows,
-    *,
-    validation_days: int,
-    test_days: int,
-    warmup_days: int,
-) -> None:
-    """Refuse windows without a transaction, naming each, its rows and what sets it."""
-    settings = {
-        "train": f"the days left after warmup_days={warmup_days}, "
-        f"validation_days={validation_days} and test_days={test_days}",
-        "validation": f"validation_days={validation_days}",
-        "test": f"test_days={test_days} (the latest days)",
-    }
-    empty = []
-    for name, window in (
-        ("train", windows.train),
-        ("validation", windows.validation),
-        ("test", windows.test),
-    ):
-        rows = int(window.contains(timestamps).sum())
-        if rows == 0:
-            empty.append(
-                f"the {name} window {window.start.date()}..{window.end.date()} has 0 of the "
-                f"{len(timestamps)} transactions (set by {settings[name]})"
-            )
-    if empty:
-        raise ValueError(
-            "temporal split: " + "; ".join(empty) + "; nothing was written. Use data that "
-            "covers every window, or change the window lengths"
-        )
 
 
 def _check_sources_are_the_written_files(store: FeatureStore, written: dict[str, Path]) -> None:

@@ -44,6 +44,10 @@ class SplitWindows:
     validation: TimeWindow
     test: TimeWindow
 
+    def splits(self) -> tuple[tuple[str, TimeWindow], ...]:
+        """The windows rows are split into, by name, in time order (the warm-up is none)."""
+        return (("train", self.train), ("validation", self.validation), ("test", self.test))
+
     def to_dict(self) -> dict[str, dict[str, str]]:
         """Window name to ISO-8601 bounds, for run metadata."""
         return {
@@ -114,6 +118,40 @@ def split_windows(
     )
 
 
+def check_windows_have_rows(
+    timestamps: pd.Series,
+    windows: SplitWindows,
+    *,
+    validation_days: int,
+    test_days: int,
+    warmup_days: int,
+) -> None:
+    """Refuse windows without a transaction, naming each, its rows and what sets it.
+
+    Run before anything is written, so data that cannot be split changes nothing.
+
+    Raises:
+        ValueError: naming every empty window, its dates and the setting that sets it.
+    """
+    settings = {
+        "train": f"the days left after warmup_days={warmup_days}, "
+        f"validation_days={validation_days} and test_days={test_days}",
+        "validation": f"validation_days={validation_days}",
+        "test": f"test_days={test_days} (the latest days)",
+    }
+    empty = [
+        f"the {name} window {window.start.date()}..{window.end.date()} has 0 of the "
+        f"{len(timestamps)} transactions (set by {settings[name]})"
+        for name, window in windows.splits()
+        if not window.contains(timestamps).any()
+    ]
+    if empty:
+        raise ValueError(
+            "temporal split: " + "; ".join(empty) + "; nothing was written. Use data that "
+            "covers every window, or change the window lengths"
+        )
+
+
 def split_by_windows(
     frame: pd.DataFrame, windows: SplitWindows
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -134,11 +172,7 @@ def split_by_windows(
     ordered = frame.sort_values(EVENT_TIMESTAMP, kind="stable")
     timestamps = ordered[EVENT_TIMESTAMP]
     parts = []
-    for name, window in (
-        ("train", windows.train),
-        ("validation", windows.validation),
-        ("test", windows.test),
-    ):
+    for name, window in windows.splits():
         part = ordered[window.contains(timestamps)].reset_index(drop=True)
         if part.empty:
             raise ValueError(

@@ -74,9 +74,14 @@ class FeatureRepoError(RuntimeError):
     """The feature repository is missing, invalid, or cannot be applied."""
 
 
+def _feast_dir(kaizen_home: str | os.PathLike[str]) -> Path:
+    """Where ``feature_repo/feature_store.yaml`` keeps Feast's state: ``$KAIZEN_HOME/feast``."""
+    return Path(kaizen_home).expanduser().absolute() / "feast"
+
+
 def feature_data_dir(kaizen_home: str | os.PathLike[str]) -> Path:
     """Directory of the parquet sources in the embedded default: ``$KAIZEN_HOME/feast/data``."""
-    return Path(kaizen_home).expanduser().absolute() / "feast" / "data"
+    return _feast_dir(kaizen_home) / "data"
 
 
 def is_feature_repo(path: str | os.PathLike[str]) -> bool:
@@ -87,7 +92,7 @@ def is_feature_repo(path: str | os.PathLike[str]) -> bool:
 def is_applied(kaizen_home: str | os.PathLike[str]) -> bool:
     """True once the repository was applied under ``kaizen_home``: its registry exists where
     ``feature_repo/feature_store.yaml`` puts it (``$KAIZEN_HOME/feast/registry.db``)."""
-    return (Path(kaizen_home).expanduser().absolute() / "feast" / "registry.db").is_file()
+    return (_feast_dir(kaizen_home) / "registry.db").is_file()
 
 
 def load_feature_store(
