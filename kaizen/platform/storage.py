@@ -787,16 +787,15 @@ def open_store(settings: Settings) -> ObjectStore:
     Args:
         settings: platform settings, read by the entry point.
     """
-    resolved = settings
-    if resolved.storage_backend == "local":
-        return LocalObjectStore(resolved.object_store_dir)
-    if resolved.storage_backend == "s3":
+    if settings.storage_backend == "local":
+        return LocalObjectStore(settings.object_store_dir)
+    if settings.storage_backend == "s3":
         return S3ObjectStore(
-            resolved.s3_endpoint,
-            resolved.s3_bucket,
-            resolved.s3_access_key,
-            resolved.s3_secret_key,
-            secure=resolved.s3_secure,
-            region=resolved.s3_region,
+            settings.s3_endpoint,
+            settings.s3_bucket,
+            settings.s3_access_key,
+            settings.s3_secret_key,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
         )
-    raise StorageError(f"unsupported storage backend {resolved.storage_backend!r}")
+    raise StorageError(f"unsupported storage backend {settings.storage_backend!r}")

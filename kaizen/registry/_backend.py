@@ -135,21 +135,20 @@ def store_config(settings: Settings) -> StoreConfig:
     Returns:
         The resolved configuration.
     """
-    resolved = settings
-    uri = resolved.tracking_uri
+    uri = settings.tracking_uri
     database = sqlite_database(uri)
     if database is not None:
         # Beside the database: two homes sharing one database still share one lock.
         lock_path = database.with_name(database.name + ".lock")
     else:
-        lock_path = resolved.home / "locks" / "mlflow.lock"
+        lock_path = settings.home / "locks" / "mlflow.lock"
     return StoreConfig(
         tracking_uri=uri,
         # A tracking server (http) decides where artifacts go; a database does not.
-        artifact_root=artifact_root(resolved) if _is_database_uri(uri) else None,
+        artifact_root=artifact_root(settings) if _is_database_uri(uri) else None,
         lock_path=lock_path.absolute(),
-        model_name=resolved.model_name,
-        settings=resolved,
+        model_name=settings.model_name,
+        settings=settings,
     )
 
 
