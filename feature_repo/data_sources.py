@@ -1,18 +1,22 @@
 """Batch sources of the feature views, and the request source of the live transaction.
 
-``kaizen.features.write_feature_sources`` writes the two parquet files. Where they live
-differs per environment, and a FileSource path is fixed when ``feast apply`` imports this
-module (the registry stores the resolved path), so the location is read from the
-environment here, at apply time, and nowhere else:
+``kaizen.features`` writes the two parquet files of each feature build into a folder of its
+own, a *generation* (``$KAIZEN_HOME/feast/data/<generation>/``), and never rewrites it; the
+build that passes every check makes ``$KAIZEN_HOME/feast/data/current`` point at it (see
+docs/data.md, "Nothing good is lost"). A FileSource path is fixed when ``feast apply`` imports
+this module (the registry stores it), so the location is read here, at apply time:
 
-* ``KAIZEN_FEAST_DATA_URI`` if set (the cluster: ``s3://<bucket>/feast/data``);
-* otherwise ``$KAIZEN_HOME/feast/data`` (the embedded default), the same ``KAIZEN_HOME``
-  that ``feature_store.yaml`` expands for the registry and the online store, so one
-  registry always points at the parquet files of its own home.
+* ``KAIZEN_FEAST_DATA_URI`` if set: the folder holding the two files (a feature build sets it
+  to its own generation while it applies; the cluster: ``s3://<bucket>/feast/data/...``);
+* otherwise the generation ``$KAIZEN_HOME/feast/data/current`` points at (the embedded
+  default), so a hand-run ``feast apply`` records the same paths as the last good build and
+  reports no change; before any build, ``.../data/current`` itself.
 
-Without either variable the import fails with a message saying so, instead of letting
-``feast apply`` record a path that no run will ever write. ``kaizen.features`` sets
-``KAIZEN_HOME`` itself while it applies the repository.
+``KAIZEN_HOME`` must be absolute: Feast reads the registry and online store paths of
+``feature_store.yaml`` relative to ``feature_repo/``, not to the folder it was started in.
+Without a location the import fails with a message saying so, instead of letting
+``feast apply`` record a path that no run will ever write. ``kaizen.features`` sets both
+variables itself while it applies the repository.
 """
 
 import os
@@ -27,14 +31,24 @@ def _feature_data_uri() -> str:
     if explicit:
         return explicit.rstrip("/")
     home = os.environ.get("KAIZEN_HOME", "").strip()
+    example = "`KAIZEN_HOME=$PWD/.kaizen feast -c feature_repo apply`"
     if not home:
         raise RuntimeError(
             "feature_repo/data_sources.py: neither KAIZEN_FEAST_DATA_URI nor KAIZEN_HOME is set, "
             "so the feature parquet location is unknown; set KAIZEN_HOME to an absolute path "
-            "(the same one feature_store.yaml expands), e.g. "
-            "`KAIZEN_HOME=$PWD/.kaizen feast -c feature_repo apply`"
+            f"(the same one feature_store.yaml expands), e.g. {example}"
         )
-    return (Path(home).expanduser().absolute() / "feast" / "data").as_posix()
+    if not Path(home).expanduser().is_absolute():
+        raise RuntimeError(
+            f"feature_repo/data_sources.py: KAIZEN_HOME={home!r} is relative; Feast would read "
+            "the registry and online store of feature_store.yaml relative to feature_repo/, not "
+            f"to this folder. Give it as an absolute path, e.g. {example}"
+        )
+    data = Path(home).expanduser().absolute() / "feast" / "data"
+    current = data / "current"
+    # The link's own target (a generation folder name), not a full resolve: the path must
+    # be the one the build recorded, whatever other links KAIZEN_HOME goes through.
+    return (data / os.readlink(current) if current.is_symlink() else current).as_posix()
 
 
 _FEATURE_DATA_URI = _feature_data_uri()
@@ -59,7 +73,8 @@ merchant_stats_source = FileSource(
     s3_endpoint_override=_S3_ENDPOINT if _FEATURE_DATA_URI.startswith("s3://") else None,
     description=(
         "Daily 00:00 UTC snapshot per merchant of the 30 days before it: transactions, and "
-        "labels that were known (label_timestamp) before the snapshot."
+        "labels that were known (label_timestamp) before the snapshot; written for the days "
+        "the merchant has a transaction and the last day of the data, where it is read."
     ),
 )
 

@@ -282,23 +282,19 @@ def _merchant_stats(
 ) -> pd.DataFrame:
     codes, names = pd.factorize(merchant, sort=True)
     day_ns = pd.Timedelta(days=1).value
+    merchants = np.arange(len(names))
     first_ns = pd.Series(event_ns).groupby(codes).min().to_numpy()
-    # Midnights from the first one after a merchant's first transaction up to as_of.
-    first_day = first_ns // day_ns + 1
-    days_per_merchant = np.maximum(as_of_ns // day_ns - first_day + 1, 0)
-    day_offsets = np.arange(days_per_merchant.sum()) - np.repeat(
-        np.cumsum(days_per_merchant) - days_per_merchant, days_per_merchant
-    )
-    points = pd.DataFrame(
-        {
-            "code": np.concatenate(
-                [np.arange(len(names)), np.repeat(np.arange(len(names)), days_per_merchant)]
-            ),
-            "ns": np.concatenate(
-                [first_ns, (np.repeat(first_day, days_per_merchant) + day_offsets) * day_ns]
-            ),
-        }
-    ).sort_values(["code", "ns"], kind="stable")
+    # The daily snapshot at 00:00 UTC is written only where it is read: at the midnight
+    # starting each day the merchant has a transaction (what those transactions join to)
+    # and at the midnight starting the day of as_of (what the online store serves). Only
+    # midnights after the merchant's first transaction; the first row covers the rest.
+    event_midnights = event_ns - event_ns % day_ns
+    last_midnight = as_of_ns - as_of_ns % day_ns
+    code = np.concatenate([merchants, codes, merchants])
+    ns = np.concatenate([first_ns, event_midnights, np.full(len(names), last_midnight)])
+    keep = ns >= first_ns[code]
+    points = pd.DataFrame({"code": code[keep], "ns": ns[keep]}).drop_duplicates()
+    points = points.sort_values(["code", "ns"], kind="stable")
     point_code = points["code"].to_numpy()
     point_time = points["ns"].to_numpy()
     window = MERCHANT_WINDOW.value
