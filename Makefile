@@ -34,6 +34,7 @@ format: setup
 
 bench: setup ## performance figures, each beside its baseline
 	$(BIN)/python benchmarks/data.py
+	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/pipeline_overhead.py
 	$(BIN)/python benchmarks/tuning.py
 	$(BIN)/python benchmarks/serving.py

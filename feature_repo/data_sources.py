@@ -17,13 +17,27 @@ this module (the registry stores it), so the location is read here, at apply tim
 Without a location the import fails with a message saying so, instead of letting
 ``feast apply`` record a path that no run will ever write. ``kaizen.features`` sets both
 variables itself while it applies the repository.
+
+Feast imports this module without saying which ``feature_store.yaml`` is in use, so the kind
+of batch source follows ``KAIZEN_FEAST_OFFLINE_STORE``, which must match the configuration's
+offline store:
+
+* ``duckdb`` (the default, ``feature_store.yaml``): FileSources over the folder above;
+* ``spark`` (``envs/cluster/feature_store.yaml``): SparkSources over the same two parquet
+  files in the bucket. ``KAIZEN_FEAST_DATA_URI`` is then required (a folder on the machine
+  running ``feast apply`` means nothing to Spark executors); an ``s3://`` URI is recorded as
+  ``s3a://``, the scheme of Spark's S3 connector.
 """
 
 import os
 from pathlib import Path
 
 from feast import Field, FileSource, RequestSource
+from feast.data_source import DataSource
 from feast.types import Float64, UnixTimestamp
+
+# KAIZEN_FEAST_OFFLINE_STORE: the offline store type of the configuration -> batch source kind.
+_OFFLINE_STORES = {"duckdb": "FileSource", "spark": "SparkSource"}
 
 
 def _feature_data_uri() -> str:
@@ -51,26 +65,71 @@ def _feature_data_uri() -> str:
     return (data / os.readlink(current) if current.is_symlink() else current).as_posix()
 
 
-_FEATURE_DATA_URI = _feature_data_uri()
+def _offline_store() -> str:
+    store = os.environ.get("KAIZEN_FEAST_OFFLINE_STORE", "").strip() or "duckdb"
+    if store not in _OFFLINE_STORES:
+        known = ", ".join(f"{name!r} ({kind})" for name, kind in _OFFLINE_STORES.items())
+        raise RuntimeError(
+            f"feature_repo/data_sources.py: KAIZEN_FEAST_OFFLINE_STORE={store!r} is not a "
+            f"known offline store; use one of {known}: 'duckdb' with feature_store.yaml "
+            "(the default when unset), 'spark' with envs/cluster/feature_store.yaml"
+        )
+    return store
+
+
+def _spark_data_uri() -> str:
+    if not os.environ.get("KAIZEN_FEAST_DATA_URI", "").strip():
+        raise RuntimeError(
+            "feature_repo/data_sources.py: KAIZEN_FEAST_OFFLINE_STORE=spark needs "
+            "KAIZEN_FEAST_DATA_URI, the bucket folder of the feature parquet files as Spark "
+            "reads it, e.g. KAIZEN_FEAST_DATA_URI=s3a://kaizen/feast/data/current"
+        )
+    uri = _feature_data_uri()
+    return "s3a://" + uri.removeprefix("s3://") if uri.startswith("s3://") else uri
+
+
+def _batch_source(name: str, file_name: str, description: str) -> DataSource:
+    path = f"{_FEATURE_DATA_URI}/{file_name}"
+    if _OFFLINE_STORE == "spark":
+        # Imported only here: the embedded default does not need the Spark extra.
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource,
+        )
+
+        return SparkSource(
+            name=name,
+            path=path,
+            file_format="parquet",
+            timestamp_field="event_timestamp",
+            description=description,
+        )
+    return FileSource(
+        name=name,
+        path=path,
+        timestamp_field="event_timestamp",
+        s3_endpoint_override=_S3_ENDPOINT if _FEATURE_DATA_URI.startswith("s3://") else None,
+        description=description,
+    )
+
+
+_OFFLINE_STORE = _offline_store()
+_FEATURE_DATA_URI = _spark_data_uri() if _OFFLINE_STORE == "spark" else _feature_data_uri()
 # Minio needs an endpoint override; Feast's S3 registry store reads the same variable.
+# (Spark's S3 connector takes its endpoint from spark_conf in envs/cluster/feature_store.yaml.)
 _S3_ENDPOINT = os.environ.get("FEAST_S3_ENDPOINT_URL") or None
 
-customer_stats_source = FileSource(
-    name="customer_stats_source",
-    path=f"{_FEATURE_DATA_URI}/customer_stats.parquet",
-    timestamp_field="event_timestamp",
-    s3_endpoint_override=_S3_ENDPOINT if _FEATURE_DATA_URI.startswith("s3://") else None,
+customer_stats_source = _batch_source(
+    "customer_stats_source",
+    "customer_stats.parquet",
     description=(
         "Per-customer spending in the open windows (t - w, t) before each row's timestamp t; "
         "a row at every transaction's own time and one just after the data ends."
     ),
 )
 
-merchant_stats_source = FileSource(
-    name="merchant_stats_source",
-    path=f"{_FEATURE_DATA_URI}/merchant_stats.parquet",
-    timestamp_field="event_timestamp",
-    s3_endpoint_override=_S3_ENDPOINT if _FEATURE_DATA_URI.startswith("s3://") else None,
+merchant_stats_source = _batch_source(
+    "merchant_stats_source",
+    "merchant_stats.parquet",
     description=(
         "Daily 00:00 UTC snapshot per merchant of the 30 days before it: transactions, and "
         "labels that were known (label_timestamp) before the snapshot; written for the days "

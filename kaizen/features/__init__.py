@@ -3,7 +3,7 @@
 Feast is imported lazily inside the functions that need it; importing this package is cheap.
 """
 
-from kaizen.features.build import FeatureBuildResult, build_features
+from kaizen.features.build import FeatureBuildResult, build_features, publish_feature_tables
 from kaizen.features.split import (
     SplitWindows,
     TimeWindow,
@@ -49,6 +49,7 @@ __all__ = [
     "load_feature_store",
     "materialize",
     "online_features",
+    "publish_feature_tables",
     "split_by_windows",
     "split_windows",
     "temporal_split",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from kaizen.data.columns import EVENT_TIMESTAMP
+from kaizen.features import generations
 from kaizen.features.split import (
     DEFAULT_TEST_DAYS,
     DEFAULT_VALIDATION_DAYS,
@@ -25,12 +28,13 @@ from kaizen.features.store import (
     FeatureRepoError,
     apply_feature_repo,
     build_training_frame,
-    feature_data_dir,
     feature_names,
     feature_view_names,
+    load_feature_store,
     materialize,
 )
 from kaizen.features.tables import (
+    FeatureTables,
     compute_feature_tables,
     validate_transactions,
     write_feature_sources,
@@ -102,7 +106,12 @@ def build_features(
     warmup_days: int = DEFAULT_WARMUP_DAYS,
     feature_service: str = DEFAULT_FEATURE_SERVICE,
 ) -> FeatureBuildResult:
-    """Compute and write feature sources, apply the repo, materialize, retrieve and split.
+    """Compute the feature tables, then write, apply, materialize, retrieve and split.
+
+    Everything after the tables happens in a staged copy of the home's Feast state and is
+    published in one commit only once the training frames are split
+    (:mod:`kaizen.features.generations`): a build that fails or is killed leaves the
+    sources, the registry and the online store that serving reads as they were.
 
     Args:
         transactions: Raw transactions (``kaizen.data.columns.RAW_COLUMNS``); every one is a
@@ -134,24 +143,23 @@ def build_features(
         warmup_days=warmup_days,
     )
     tables = compute_feature_tables(transactions)
-    source_paths = write_feature_sources(tables, feature_data_dir(kaizen_home))
-    store = apply_feature_repo(repo_path, kaizen_home)
-    _check_sources_are_the_written_files(store, source_paths)
-    materialized = materialize(store, tables.materialize_until.to_pydatetime())
-    # Warm-up events are never used for training, so they are not retrieved at all.
-    label_events = transactions[transactions[EVENT_TIMESTAMP] >= windows.train.start]
-    frame = build_training_frame(store, label_events, feature_service)
-    train, validation, test = split_by_windows(frame, windows)
+    with _staged_feature_store(tables, repo_path, kaizen_home) as (store, source_paths, loaded):
+        # Warm-up events are never used for training, so they are not retrieved at all.
+        label_events = transactions[transactions[EVENT_TIMESTAMP] >= windows.train.start]
+        frame = build_training_frame(store, label_events, feature_service)
+        train, validation, test = split_by_windows(frame, windows)
+        names = feature_names(store, feature_service)
+        views = feature_view_names(store, feature_service)
     return FeatureBuildResult(
         train=train,
         validation=validation,
         test=test,
-        feature_names=feature_names(store, feature_service),
+        feature_names=names,
         feature_service=feature_service,
-        feature_views=feature_view_names(store, feature_service),
+        feature_views=views,
         windows=windows,
         as_of=tables.as_of,
-        materialized=materialized,
+        materialized=loaded,
         source_paths=source_paths,
         row_counts={
             "transactions": len(transactions),
@@ -165,6 +173,49 @@ def build_features(
     )
 
 
+def publish_feature_tables(
+    tables: FeatureTables,
+    repo_path: str | os.PathLike[str],
+    kaizen_home: str | os.PathLike[str],
+) -> FeatureStore:
+    """Write ``tables`` as a new generation, apply the repo, materialize, and publish them.
+
+    What :func:`build_features` does without retrieving a training set: staged, then
+    committed in one step (see :mod:`kaizen.features.generations`).
+
+    Returns:
+        The live feature store, opened after the commit.
+
+    Raises:
+        kaizen.features.FeatureRepoError: if the repo is missing, invalid or cannot be applied.
+    """
+    with _staged_feature_store(tables, repo_path, kaizen_home):
+        pass
+    return load_feature_store(repo_path, kaizen_home)
+
+
+@contextlib.contextmanager
+def _staged_feature_store(
+    tables: FeatureTables,
+    repo_path: str | os.PathLike[str],
+    kaizen_home: str | os.PathLike[str],
+) -> Iterator[tuple[FeatureStore, dict[str, Path], tuple[datetime, datetime]]]:
+    """A staged store with the tables' sources applied and materialized; committed when the
+    block ends without an error, thrown away (live files untouched) when it raises."""
+    from kaizen.features import feast_adapter
+
+    with generations.staged_build(kaizen_home) as staged:
+        source_paths = write_feature_sources(tables, staged.data_dir)
+        store = apply_feature_repo(repo_path, staged.home, sources=staged.data_dir)
+        _check_sources_are_the_written_files(store, source_paths)
+        feast_adapter.record_online_store_path(
+            store, generations.feast_dir(kaizen_home) / generations.ONLINE_STORE_FILE
+        )
+        loaded = materialize(store, tables.materialize_until.to_pydatetime())
+        yield store, source_paths, loaded
+        generations.commit(staged)
+
+
 def _check_sources_are_the_written_files(store: FeatureStore, written: dict[str, Path]) -> None:
     """Fail if a view reads files other than the ones just written (an override is set)."""
     paths = {path.as_posix() for path in written.values()}
@@ -173,5 +224,6 @@ def _check_sources_are_the_written_files(store: FeatureStore, written: dict[str,
         if source not in paths:
             raise FeatureRepoError(
                 f"feature view {view.name!r} reads {source}, but the sources were written to "
-                f"{sorted(paths)}; KAIZEN_FEAST_DATA_URI, if set, must point at the same place"
+                f"{sorted(paths)}; the repo's data_sources.py must read its parquet folder from "
+                "KAIZEN_FEAST_DATA_URI when that is set"
             )

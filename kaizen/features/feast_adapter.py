@@ -12,6 +12,9 @@ What it uses beyond Feast's documented API, and why:
   are removed), without a subprocess. :func:`definitions_importable` reproduces how the CLI
   imports the definition files: each as a top-level module named after its path relative
   to the working directory, with the repo as working directory and on ``sys.path``.
+- **The registry's infrastructure objects** (``registry.get_infra``/``update_infra`` and the
+  SQLite table's ``path``): :func:`record_online_store_path` makes a staged registry name
+  the live online store file before it is published.
 - **On-demand feature views from the inside**, for :class:`InProcessPlan`: the registered
   pandas function (``OnDemandFeatureView.feature_transformation.udf``), the view's
   ``mode``, ``write_to_online_store``, ``aggregations``,
@@ -48,6 +51,7 @@ LIBRARY = "feast"
 SUPPORTED_VERSIONS = SpecifierSet(">=0.67,<0.68")
 _USES = (
     "feast.repo_operations (parse_repo, apply_total_with_repo_instance, get_repo_files), "
+    "the registry's infra objects (SqliteTable.path), "
     "on-demand feature view internals (feature_transformation.udf, source projections and "
     "request sources) and the inputs get_online_features gives a pandas on-demand function"
 )
@@ -103,6 +107,29 @@ def apply_repo(store: FeatureStore, repo: Path) -> None:
         raise FeatureRepoError(
             f"feature repo {repo}: feast apply failed: {type(error).__name__}: {error}"
         ) from error
+
+
+def record_online_store_path(store: FeatureStore, live_path: Path) -> None:
+    """Make ``store``'s registry name ``live_path`` as the SQLite online store's file.
+
+    A staged build applies the repo with a staged online store, and Feast records that
+    file's path in the registry's infrastructure objects (what ``feast teardown`` deletes
+    and what the next ``feast apply`` compares against). Once committed, the registry must
+    name the live file, or the next ``feast apply`` reports a change that is none.
+
+    Args:
+        store: The staged store, just applied.
+        live_path: The live online store file (absolute).
+    """
+    check_version()
+    infra = store.registry.get_infra(store.project)
+    moved = False
+    for table in infra.infra_objects:
+        if getattr(table, "path", None) not in (None, live_path.as_posix()):
+            table.path = live_path.as_posix()  # type: ignore[attr-defined]
+            moved = True
+    if moved:
+        store.registry.update_infra(infra, store.project, commit=True)
 
 
 def in_process_plan(

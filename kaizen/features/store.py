@@ -44,6 +44,7 @@ from kaizen.data.columns import (
     MERCHANT_ID,
     TRANSACTION_ID,
 )
+from kaizen.features import generations
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -74,14 +75,19 @@ class FeatureRepoError(RuntimeError):
     """The feature repository is missing, invalid, or cannot be applied."""
 
 
-def _feast_dir(kaizen_home: str | os.PathLike[str]) -> Path:
-    """Where ``feature_repo/feature_store.yaml`` keeps Feast's state: ``$KAIZEN_HOME/feast``."""
-    return Path(kaizen_home).expanduser().absolute() / "feast"
-
-
 def feature_data_dir(kaizen_home: str | os.PathLike[str]) -> Path:
-    """Directory of the parquet sources in the embedded default: ``$KAIZEN_HOME/feast/data``."""
-    return _feast_dir(kaizen_home) / "data"
+    """The live generation's parquet sources: where ``$KAIZEN_HOME/feast/data/current`` points.
+
+    Raises:
+        FeatureRepoError: no feature build was committed under ``kaizen_home`` yet.
+    """
+    folder = generations.current_generation(kaizen_home)
+    if folder is None:
+        raise FeatureRepoError(
+            f"no feature build has been committed under {generations.data_root(kaizen_home)} "
+            "yet (no 'current' link); run the pipeline's feature step first"
+        )
+    return folder
 
 
 def is_feature_repo(path: str | os.PathLike[str]) -> bool:
@@ -92,7 +98,7 @@ def is_feature_repo(path: str | os.PathLike[str]) -> bool:
 def is_applied(kaizen_home: str | os.PathLike[str]) -> bool:
     """True once the repository was applied under ``kaizen_home``: its registry exists where
     ``feature_repo/feature_store.yaml`` puts it (``$KAIZEN_HOME/feast/registry.db``)."""
-    return (_feast_dir(kaizen_home) / "registry.db").is_file()
+    return (generations.feast_dir(kaizen_home) / generations.REGISTRY_FILE).is_file()
 
 
 def load_feature_store(
@@ -111,22 +117,32 @@ def load_feature_store(
         FeatureRepoError: naming the path and the problem.
     """
     repo, home = _check_repo(repo_path), _absolute(kaizen_home)
+    # Finish a feature build's interrupted commit, so serving never starts on half of one.
+    generations.recover(home)
     with _kaizen_home_env(home):
         return _open_store(repo, home)
 
 
 def apply_feature_repo(
-    repo_path: str | os.PathLike[str], kaizen_home: str | os.PathLike[str]
+    repo_path: str | os.PathLike[str],
+    kaizen_home: str | os.PathLike[str],
+    *,
+    sources: str | os.PathLike[str] | None = None,
 ) -> FeatureStore:
     """Register the repo's definitions, like ``feast apply`` run in ``repo_path``.
 
     Runs Feast's own apply path (the one behind the CLI, reached through
     :mod:`kaizen.features.feast_adapter`), so a re-run with unchanged definitions changes
-    nothing, and definitions removed from the repo are removed from the registry.
+    nothing, and definitions removed from the repo are removed from the registry. Like
+    ``feast apply``, it changes the registry and online store of ``kaizen_home`` in place; a
+    feature build applies to a staged copy instead (:mod:`kaizen.features.generations`).
 
     Args:
         repo_path: The Feast repo (``feature_repo/``).
         kaizen_home: Home of the registry, online store and sources; created if missing.
+        sources: The folder of the parquet sources the registry should record
+            (``KAIZEN_FEAST_DATA_URI`` while the definitions load); by default
+            ``feature_repo/data_sources.py`` decides (the live generation).
 
     Returns:
         The ``feast.FeatureStore`` whose registry now holds the definitions.
@@ -142,7 +158,7 @@ def apply_feature_repo(
 
     repo, home = _check_repo(repo_path), _absolute(kaizen_home)
     (home / "feast").mkdir(parents=True, exist_ok=True)
-    with _kaizen_home_env(home):
+    with _kaizen_home_env(home, sources):
         store = _open_store(repo, home)
         feast_adapter.apply_repo(store, repo)
     return store
@@ -701,13 +717,17 @@ def _absolute(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def _kaizen_home_env(home: Path) -> Iterator[None]:
-    previous = os.environ.get("KAIZEN_HOME")
-    os.environ["KAIZEN_HOME"] = str(home)
+def _kaizen_home_env(home: Path, sources: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    values = {"KAIZEN_HOME": str(home)}
+    if sources is not None:
+        values["KAIZEN_FEAST_DATA_URI"] = Path(sources).as_posix()
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("KAIZEN_HOME", None)
-        else:
-            os.environ["KAIZEN_HOME"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

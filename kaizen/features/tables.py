@@ -12,11 +12,16 @@ only what happened strictly before ``t``:
     just after the data ends, including the customer's last transaction; it is what
     materialization puts in the online store for the next, live transaction.
 
-``merchant_stats``: a row at the merchant's first transaction, then daily at 00:00 UTC
+``merchant_stats``: a row at the merchant's first transaction, then 00:00 UTC snapshots
     For a row stamped ``t``: transactions with ``t - 30d < event_timestamp < t``, and labels
     with ``t - 30d < label_timestamp < t`` (a label counts only once it was known, whatever
     the age of its transaction), their count and the share of frauds among them. The first
-    row (all zero) gives the merchant's earliest transactions a row to join.
+    row (all zero) gives the transactions of the merchant's first day a row to join. After
+    it, a snapshot is written only where it is read: at the midnight starting each day on
+    which the merchant has a transaction (the row Feast joins to those transactions) and at
+    the midnight starting the day of ``as_of`` (what materialization puts in the online
+    store). Not every day, because rows then grew with merchants x days, most never read;
+    each row written is the one the daily table had, so every join gets the same values.
 
 A mean over an empty window and a fraud rate without labels are 0; the counts say why.
 Rows stop at the data's ``as_of`` time, so nothing is claimed about a time the data does

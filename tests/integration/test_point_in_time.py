@@ -10,6 +10,8 @@ that label event, and only later label events may see them.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,15 +22,13 @@ import pytest
 from kaizen.data.columns import RAW_COLUMNS
 from kaizen.features import (
     FeatureRepoError,
-    apply_feature_repo,
     build_features,
     build_training_frame,
     compute_feature_tables,
     feature_data_dir,
     feature_names,
-    materialize,
     online_features,
-    write_feature_sources,
+    publish_feature_tables,
 )
 
 DAY0 = pd.Timestamp("2026-05-01", tz="UTC")
@@ -79,9 +79,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     home = tmp_path_factory.mktemp("point-in-time-home")
     repo = Path(__file__).resolve().parents[2] / "feature_repo"
     tables = compute_feature_tables(HISTORY)
-    write_feature_sources(tables, feature_data_dir(home))
-    store = apply_feature_repo(repo, home)
-    materialize(store, tables.materialize_until.to_pydatetime())
+    store = publish_feature_tables(tables, repo, home)
     frame = build_training_frame(store, HISTORY).set_index("transaction_id")
     return SimpleNamespace(store=store, tables=tables, frame=frame, home=home, repo=repo)
 
@@ -212,11 +210,14 @@ def test_bad_requests_are_rejected_with_the_row_and_field(applied) -> None:
         build_training_frame(applied.store, HISTORY.drop(columns=["is_fraud"]))
 
 
-def test_label_events_without_feature_rows_fail_loudly(applied) -> None:
-    # C1 has feature rows, but none at or before day 0.
+def test_a_label_event_before_any_feature_row_gets_no_activity_not_dropped(applied) -> None:
+    # C1 and M1 have feature rows, but none at or before day 0: nothing happened yet.
     early = transactions([("E", "C1", "M1", 5.0, "0D 01h", 0, "0D 02h")])
-    with pytest.raises(FeatureRepoError, match="no features for 1 of 1 label event"):
-        build_training_frame(applied.store, early)
+    frame = build_training_frame(applied.store, early)
+    assert frame.transaction_id.tolist() == ["E"]
+    row = frame.iloc[0]
+    assert row[f"{CUSTOMER}txn_count_7d"] == 0 and row[f"{MERCHANT}label_count_30d"] == 0
+    assert row[f"{CONTEXT}amount_to_mean_7d"] == 1.0  # no 7-day mean: the ratio's neutral value
 
 
 def test_build_features_runs_the_whole_chain(repo_root: Path, kaizen_home: Path) -> None:
@@ -265,13 +266,26 @@ def test_build_features_runs_the_whole_chain(repo_root: Path, kaizen_home: Path)
     }
 
 
-def test_build_features_refuses_sources_that_point_elsewhere(
-    repo_root: Path, kaizen_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_build_features_refuses_a_repo_whose_sources_point_elsewhere(
+    repo_root: Path, kaizen_home: Path, tmp_path: Path
 ) -> None:
+    # A repo whose data_sources.py ignores KAIZEN_FEAST_DATA_URI would train on other data.
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(repo_root / "feature_repo", repo)
     elsewhere = tmp_path / "other-data"
-    monkeypatch.setenv("KAIZEN_FEAST_DATA_URI", elsewhere.as_posix())
+    definitions = repo / "data_sources.py"
+    definitions.write_text(
+        re.sub(
+            r"^_FEATURE_DATA_URI = .*$",
+            f"_FEATURE_DATA_URI = {str(elsewhere)!r}",
+            definitions.read_text(),
+            count=1,
+            flags=re.MULTILINE,
+        )
+    )
     with pytest.raises(FeatureRepoError, match=r"reads .*other-data/.*KAIZEN_FEAST_DATA_URI"):
-        build_features(HISTORY, repo_root / "feature_repo", kaizen_home, 1, 1, warmup_days=0)
+        build_features(HISTORY, repo, kaizen_home, 1, 1, warmup_days=0)
+    assert not (kaizen_home / "feast" / "registry.db").exists()  # nothing was published
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:

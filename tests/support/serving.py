@@ -152,19 +152,10 @@ def materialize_history(
         ``store``, ``names`` (the default service's features), ``repo`` and ``moment``
         (the materialization end).
     """
-    from kaizen.features import (
-        apply_feature_repo,
-        compute_feature_tables,
-        feature_data_dir,
-        feature_names,
-        materialize,
-        write_feature_sources,
-    )
+    from kaizen.features import compute_feature_tables, feature_names, publish_feature_tables
 
     tables = compute_feature_tables(transactions)
-    write_feature_sources(tables, feature_data_dir(home))
-    store = apply_feature_repo(repo, home)
-    materialize(store, tables.materialize_until.to_pydatetime())
+    store = publish_feature_tables(tables, repo, home)
     return SimpleNamespace(
         store=store,
         names=feature_names(store),

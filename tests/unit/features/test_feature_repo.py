@@ -63,7 +63,7 @@ def test_feast_cli_applies_the_real_repo_into_kaizen_home(
     ]
     assert sorted(entity.name for entity in store.list_entities()) == ["customer", "merchant"]
     sources = {view.name: view.batch_source.path for view in store.list_feature_views()}
-    data = kaizen_home / "feast" / "data"
+    data = kaizen_home / "feast" / "data" / "current"  # before any build: the link's own path
     assert sources == {
         "customer_stats_fv": (data / "customer_stats.parquet").as_posix(),
         "merchant_stats_fv": (data / "merchant_stats.parquet").as_posix(),
@@ -203,8 +203,8 @@ def test_cluster_config_renders_from_variables_without_secrets(
     # package belongs to the cluster image only; everything else is validated here.
     config = RepoConfig(**{**rendered, "online_store": {"type": "sqlite"}})
     assert config.registry.path == values["KAIZEN_FEAST_REGISTRY_URI"]
-    assert config.offline_store.type == "file"
+    assert config.offline_store.type == "spark"  # more in test_cluster_config.py
     unrendered = yaml.safe_load(text)
     assert unrendered["registry"]["path"] == "${KAIZEN_FEAST_REGISTRY_URI}"
     lowered = text.lower()
-    assert "password=" not in lowered and "secret_access_key:" not in lowered
+    assert "password=" not in lowered and "s3a.secret.key" not in lowered

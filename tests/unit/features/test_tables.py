@@ -134,36 +134,68 @@ MERCHANT = [
 ]
 
 
+def merchant_stamps(tables, merchant: str) -> list[pd.Timestamp]:
+    frame = tables.merchant_stats
+    return list(frame[frame.merchant_id == merchant].event_timestamp)
+
+
 def test_merchant_rows_use_only_labels_known_before_the_snapshot() -> None:
-    tables = compute_feature_tables(transactions(MERCHANT))
+    # A sale on day 1 gives M1 a day-1 snapshot (the one that sale joins); its label comes
+    # after the day-3 snapshot, so it adds to the transaction counts only.
+    day1_sale = ("C5", "M1", 15, "1D 08h", 0, "3D 12h")
+    tables = compute_feature_tables(transactions([*MERCHANT, day1_sale]))
+    # The first row, then the midnights of days 1, 2 and 3 (each has a transaction; day 3 is
+    # also as_of's day). Day 0's midnight is before the first transaction: no row.
+    assert merchant_stamps(tables, "M1") == [at("0D 20h"), at("1D"), at("2D"), at("3D")]
 
     first = merchant_row(tables, "M1", at("0D 20h"))  # the first transaction's own time
     assert (first.txn_count_30d, first.label_count_30d, first.fraud_rate_30d) == (0, 0, 0.0)
 
     day1 = merchant_row(tables, "M1", at("1D"))
+    # Day 0's two sales; the first label (day 1 06:00) comes after this snapshot.
     assert (day1.txn_count_30d, day1.label_count_30d) == (2, 0)
 
     day2 = merchant_row(tables, "M1", at("2D"))
-    # The legitimate label (day 1 06:00) is known; the fraud label (day 2 10:00) is not yet.
-    assert (day2.txn_count_30d, day2.label_count_30d, day2.fraud_rate_30d) == (2, 1, 0.0)
+    # Day 0's two sales and the day-1 sale. The legitimate label (day 1 06:00) is known; the
+    # fraud label (day 2 10:00) is not yet.
+    assert (day2.txn_count_30d, day2.label_count_30d, day2.fraud_rate_30d) == (3, 1, 0.0)
 
     day3 = merchant_row(tables, "M1", at("3D"))
+    # Four sales (day 0 twice, day 1, day 2 09:00); labels of day 1 06:00 and day 2 10:00.
     # The third label arrives exactly at day 3 00:00: not strictly before the snapshot.
-    assert (day3.txn_count_30d, day3.label_count_30d) == (3, 2)
+    assert (day3.txn_count_30d, day3.label_count_30d) == (4, 2)
     assert day3.fraud_rate_30d == pytest.approx(0.5)
 
 
 def test_merchant_labels_leave_the_window_thirty_days_after_they_arrived() -> None:
-    rows = [*MERCHANT, ("C5", "M1", 10, "33D", 0, "33D 01h")]
+    # A sale on day 32 (labelled on day 33 06:00, after every snapshot read here) gives M1 a
+    # day-32 snapshot; the sale on day 33 gives it the day-33 one.
+    rows = [
+        *MERCHANT,
+        ("C6", "M1", 25, "32D 12h", 0, "33D 06h"),
+        ("C5", "M1", 10, "33D", 0, "33D 01h"),
+    ]
     tables = compute_feature_tables(transactions(rows))
-    # Day 32: labels from day 2 10:00 on are within 30 days; day 1 06:00 has left.
+    # Nothing between day 3 and day 32: no snapshot on those days any more.
+    assert merchant_stamps(tables, "M1") == [
+        at("0D 20h"),
+        at("2D"),
+        at("3D"),
+        at("32D"),
+        at("33D"),
+    ]
+    # Day 32: labels from day 2 10:00 on are within 30 days (day 2 10:00 fraud, day 3 00:00,
+    # day 3 13:00); day 1 06:00 left at day 31 06:00.
     day32 = merchant_row(tables, "M1", at("32D"))
     assert day32.label_count_30d == 3
     assert day32.fraud_rate_30d == pytest.approx(1 / 3)
-    assert day32.txn_count_30d == 2  # day 2 09:00 and day 3; day 0's sales are too old
+    assert day32.txn_count_30d == 2  # day 2 09:00 and day 3 12:00; day 0's sales are too old
     day33 = merchant_row(tables, "M1", at("33D"))
-    # (day 3, day 33) is open: the label that arrived at exactly day 3 00:00 is out.
+    # (day 3, day 33) is open: the label that arrived at exactly day 3 00:00 is out, the fraud
+    # label left at day 32 10:00; only day 3 13:00 remains (day 33's labels come after it).
     assert (day33.label_count_30d, day33.fraud_rate_30d) == (1, 0.0)
+    # Day 3 12:00 and day 32 12:00; day 2 09:00 left at day 32 09:00.
+    assert day33.txn_count_30d == 2
 
 
 def test_tables_match_a_brute_force_recount_on_random_data() -> None:
@@ -202,6 +234,102 @@ def test_tables_match_a_brute_force_recount_on_random_data() -> None:
         assert row.label_count_30d == len(labels)
         expected_rate = labels.is_fraud.mean() if len(labels) else 0.0
         assert row.fraud_rate_30d == pytest.approx(expected_rate)
+
+
+def test_every_transaction_joins_the_daily_snapshot_of_its_own_day() -> None:
+    """Feast's as-of join on the sparse merchant rows gives what the old daily table gave.
+
+    The old table had a 00:00 UTC snapshot for every day from a merchant's first transaction
+    on. A transaction joined the snapshot at the midnight starting its own day, or the first
+    (all-zero) row on the merchant's first day; the online store served the snapshot of
+    as_of's day. Merchants idle for more than the 30-day TTL check that no older row leaks in.
+    """
+    rng = np.random.default_rng(2026)
+    # Bursts of activity per merchant: (first day, end day, transactions).
+    bursts = {
+        "A": [(0, 40, 90)],
+        "B": [(0, 4, 30), (37, 40, 30)],  # idle for more than 33 days
+        "C": [(0, 2, 20), (35, 40, 40)],  # idle for more than 33 days
+        "D": [(20, 40, 60)],
+        "E": [(0, 5, 30)],  # idle from day 5 to the end
+    }
+    merchants: list[str] = []
+    parts: list[np.ndarray] = []
+    for merchant, ranges in bursts.items():
+        for start, end, count in ranges:
+            seconds = rng.integers(start * 86_400, end * 86_400, count)
+            seconds[1::10] = seconds[0::10][: len(seconds[1::10])]  # some at the same instant
+            merchants += [merchant] * count
+            parts.append(seconds)
+    event_s = np.concatenate(parts)
+    n = len(event_s)
+    at_midnight = rng.random(n) < 0.08  # some exactly at 00:00, where a snapshot is stamped
+    event_s[at_midnight] -= event_s[at_midnight] % 86_400
+    delay_s = rng.integers(0, 3 * 86_400, n)
+    delay_s[rng.random(n) < 0.1] = 0
+    event_ts = DAY0 + pd.to_timedelta(event_s, unit="s")
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"T{i}" for i in range(n)],
+            "customer_id": rng.choice(["P", "Q", "R"], n),
+            "merchant_id": merchants,
+            "amount": rng.uniform(1, 100, n).round(2),
+            "event_timestamp": event_ts,
+            "is_fraud": rng.integers(0, 2, n),
+            "label_timestamp": event_ts + pd.to_timedelta(delay_s, unit="s"),
+        }
+    )
+    # F's only transaction is at as_of itself: its first row is on as_of's day.
+    last = frame.label_timestamp.max()
+    frame.loc[n] = ["T_last", "P", "F", 10.0, last, 1, last]
+    assert 200 <= len(frame) <= 600
+    tables = compute_feature_tables(frame)
+    assert tables.as_of == last
+    month = pd.Timedelta(days=30)
+    first = frame.groupby("merchant_id").event_timestamp.min()
+    by_merchant = {
+        merchant: rows.sort_values("event_timestamp")
+        for merchant, rows in tables.merchant_stats.groupby("merchant_id")
+    }
+    assert sorted(by_merchant) == ["A", "B", "C", "D", "E", "F"]
+
+    def joined(merchant: str, when: pd.Timestamp) -> tuple[pd.Timestamp | None, tuple]:
+        """Feast's point-in-time join: the latest row at or before ``when``, within the TTL."""
+        rows = by_merchant[merchant]
+        rows = rows[(rows.event_timestamp <= when) & (rows.event_timestamp >= when - month)]
+        if rows.empty:
+            return None, (0, 0, 0.0)
+        row = rows.iloc[-1]
+        return row.event_timestamp, (row.txn_count_30d, row.label_count_30d, row.fraud_rate_30d)
+
+    def snapshot(merchant: str, when: pd.Timestamp) -> tuple[pd.Timestamp, tuple]:
+        """The old daily table's row for ``when``, recounted from the raw transactions."""
+        midnight = when.floor("D")
+        if midnight <= first[merchant]:
+            return first[merchant], (0, 0, 0.0)
+        own = frame[frame.merchant_id == merchant]
+        txns = own[(own.event_timestamp > midnight - month) & (own.event_timestamp < midnight)]
+        labels = own[(own.label_timestamp > midnight - month) & (own.label_timestamp < midnight)]
+        rate = labels.is_fraud.mean() if len(labels) else 0.0
+        return midnight, (len(txns), len(labels), rate)
+
+    def check(merchant: str, when: pd.Timestamp) -> None:
+        stamp, (txn_count, label_count, rate) = joined(merchant, when)
+        expected_stamp, (expected_txns, expected_labels, expected_rate) = snapshot(merchant, when)
+        assert stamp == expected_stamp, f"{merchant} at {when}"
+        assert (txn_count, label_count) == (expected_txns, expected_labels), f"{merchant} {when}"
+        assert rate == pytest.approx(expected_rate, rel=1e-9), f"{merchant} at {when}"
+
+    for transaction in frame.itertuples():
+        check(transaction.merchant_id, transaction.event_timestamp)
+    # The online value: what each merchant's latest row says at as_of.
+    for merchant in by_merchant:
+        check(merchant, tables.as_of)
+    # The data covers what matters: idle gaps beyond the TTL and non-empty windows.
+    assert (
+        frame.groupby("merchant_id").event_timestamp.apply(lambda t: t.diff().max())
+    ).max() > month
+    assert (tables.merchant_stats.label_count_30d > 0).any()
 
 
 def random_transactions(
@@ -252,9 +380,21 @@ def test_windows_are_computed_in_a_fixed_number_of_array_passes_whatever_the_siz
         # Customer rows: one per distinct transaction time, plus the final row per customer.
         distinct = frame[["customer_id", "event_timestamp"]].drop_duplicates()
         assert customer_rows == len(distinct) + frame.customer_id.nunique()
-        # Merchant rows: a first row and one a day (35 days plus the 5 h of labels), not one
-        # per transaction.
-        assert merchant_rows <= frame.merchant_id.nunique() * (1 + 36)
+        # Merchant rows: a first row per merchant, the midnight starting each day on which it
+        # has a transaction, and the midnight starting as_of's day; midnights only when after
+        # its first transaction. Neither one per transaction nor one per merchant and day.
+        first = frame.groupby("merchant_id").event_timestamp.min()
+        as_of_midnight = tables.as_of.floor("D")
+        midnights = frame.event_timestamp.dt.floor("D")
+        after_first = midnights > frame.merchant_id.map(first)
+        expected = set(first.items())
+        expected |= set(zip(frame.merchant_id[after_first], midnights[after_first], strict=True))
+        expected |= {(m, as_of_midnight) for m, stamp in first.items() if stamp < as_of_midnight}
+        assert merchant_rows == len(expected)
+        merchant_keys = zip(
+            tables.merchant_stats.merchant_id, tables.merchant_stats.event_timestamp, strict=True
+        )
+        assert set(merchant_keys) == expected
         assert list(tables.customer_stats.columns[2:]) == list(CUSTOMER_FEATURE_COLUMNS)
         assert list(tables.merchant_stats.columns[2:]) == list(MERCHANT_FEATURE_COLUMNS)
 
