@@ -9,10 +9,12 @@ What is measured, each beside its baseline on the same transactions:
             the 7-day warm-up, split by time into the last 5 days (test), the 5 before
             (validation) and the rest (train)) straight from the raw transactions.
             Customer windows are RANGE window frames ``(t - w, t)`` over integer nanoseconds;
-            the merchants' daily 00:00 UTC snapshots are ASOF joins on running counts
-            (transactions by event time, labels by label time, so a label counts once known).
-            It builds the frames only: no Feast registry, online store or parquet sources,
-            and no input validation.
+            a merchant's daily 00:00 UTC snapshot is the same kind of window over one stream
+            per merchant (its transactions at their event time, its labels at their label
+            time, so a label counts once known, and each event at its day's midnight); pandas
+            only puts the id columns back by row number and cuts the splits. It builds the
+            frames only: no Feast registry, online store or parquet sources, and no input
+            validation; DuckDB uses its default threads (all cores).
 
 Data: ``generate_transactions(GeneratorConfig(rows=N, customers=20_000, merchants=50_000,
 days=180))`` for N in 20,000, 200,000 and 1,000,000 (``--sizes`` picks some), each generated
@@ -483,7 +485,7 @@ def _cross_check(kaizen_dump: Path, baseline_dump: Path) -> dict[str, Any]:
 def _print_cross_check(label: str, check: dict[str, Any]) -> None:
     if check["ok"]:
         print(
-            f"cross-check {label}: {check['rows']} rows x {check['features']} features agree; "
+            f"cross-check {label}: {check['rows']:,} rows x {check['features']} features agree; "
             f"largest difference {check['largest_abs_diff']:.3g} "
             f"({check['largest_abs_diff_feature']}), largest relative "
             f"{check['largest_rel_diff']:.3g}"

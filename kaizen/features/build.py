@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from kaizen.data.columns import EVENT_TIMESTAMP
+from kaizen.data.columns import EVENT_TIMESTAMP, LABEL
 from kaizen.features import generations
 from kaizen.features.split import (
     DEFAULT_TEST_DAYS,
@@ -132,8 +132,8 @@ def build_features(
         kaizen.features.FeatureRepoError: if the repo is missing, invalid or cannot be applied.
     """
     validate_transactions(transactions)
-    # Windows first: data too short to split, or a window without a transaction, fails
-    # before anything is written (the sources, the registry and the online store).
+    # Windows first: data too short to split, or a window without a transaction or with one
+    # class only, fails before anything is written (sources, registry, online store).
     windows = split_windows(transactions[EVENT_TIMESTAMP], validation_days, test_days, warmup_days)
     check_windows_have_rows(
         transactions[EVENT_TIMESTAMP],
@@ -141,6 +141,7 @@ def build_features(
         validation_days=validation_days,
         test_days=test_days,
         warmup_days=warmup_days,
+        labels=transactions[LABEL],
     )
     tables = compute_feature_tables(transactions)
     with _staged_feature_store(tables, repo_path, kaizen_home) as (store, source_paths, loaded):
@@ -202,15 +203,16 @@ def _staged_feature_store(
 ) -> Iterator[tuple[FeatureStore, dict[str, Path], tuple[datetime, datetime]]]:
     """A staged store with the tables' sources applied and materialized; committed when the
     block ends without an error, thrown away (live files untouched) when it raises."""
-    from kaizen.features import feast_adapter
-
     with generations.staged_build(kaizen_home) as staged:
         source_paths = write_feature_sources(tables, staged.data_dir)
-        store = apply_feature_repo(repo_path, staged.home, sources=staged.data_dir)
-        _check_sources_are_the_written_files(store, source_paths)
-        feast_adapter.record_online_store_path(
-            store, generations.feast_dir(kaizen_home) / generations.ONLINE_STORE_FILE
+        store = apply_feature_repo(
+            repo_path,
+            staged.home,
+            sources=staged.data_dir,
+            publish_online_store_as=generations.feast_dir(kaizen_home)
+            / generations.ONLINE_STORE_FILE,
         )
+        _check_sources_are_the_written_files(store, source_paths)
         loaded = materialize(store, tables.materialize_until.to_pydatetime())
         yield store, source_paths, loaded
         generations.commit(staged)

@@ -14,7 +14,7 @@ What it uses beyond Feast's documented API, and why:
   to the working directory, with the repo as working directory and on ``sys.path``.
 - **The registry's infrastructure objects** (``registry.get_infra``/``update_infra`` and the
   SQLite table's ``path``): :func:`record_online_store_path` makes a staged registry name
-  the live online store file before it is published.
+  the staged online store while it is applied, and the live one before it is published.
 - **On-demand feature views from the inside**, for :class:`InProcessPlan`: the registered
   pandas function (``OnDemandFeatureView.feature_transformation.udf``), the view's
   ``mode``, ``write_to_online_store``, ``aggregations``,
@@ -109,24 +109,31 @@ def apply_repo(store: FeatureStore, repo: Path) -> None:
         ) from error
 
 
-def record_online_store_path(store: FeatureStore, live_path: Path) -> None:
-    """Make ``store``'s registry name ``live_path`` as the SQLite online store's file.
+def record_online_store_path(store: FeatureStore, path: Path | None = None) -> None:
+    """Make ``store``'s registry name ``path`` as the SQLite online store's file.
 
-    A staged build applies the repo with a staged online store, and Feast records that
-    file's path in the registry's infrastructure objects (what ``feast teardown`` deletes
-    and what the next ``feast apply`` compares against). Once committed, the registry must
-    name the live file, or the next ``feast apply`` reports a change that is none.
+    Feast records the online store's file in the registry's infrastructure objects, and
+    ``feast apply`` drops the tables of objects it no longer wants *in the file recorded
+    there*. A staged build works on a copy of the live registry, which names the live file,
+    so before applying it must name the staged copy (else the apply would drop tables in the
+    live store), and once applied it must name the live file again (else the next
+    ``feast apply`` reports a change that is none, and ``feast teardown`` misses the live
+    tables). Objects without a file (Redis) are left alone.
 
     Args:
-        store: The staged store, just applied.
-        live_path: The live online store file (absolute).
+        store: A store opened on the registry to change.
+        path: The file to record; by default the one ``store`` is configured to use.
     """
     check_version()
+    target = path if path is not None else getattr(store.config.online_store, "path", None)
+    if target is None:
+        return
+    target = Path(target).as_posix()
     infra = store.registry.get_infra(store.project)
     moved = False
     for table in infra.infra_objects:
-        if getattr(table, "path", None) not in (None, live_path.as_posix()):
-            table.path = live_path.as_posix()  # type: ignore[attr-defined]
+        if getattr(table, "path", None) not in (None, target):
+            table.path = target  # type: ignore[attr-defined]
             moved = True
     if moved:
         store.registry.update_infra(infra, store.project, commit=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from kaizen.data.columns import EVENT_TIMESTAMP
+from kaizen.data.columns import EVENT_TIMESTAMP, LABEL
 
 DEFAULT_VALIDATION_DAYS = 5
 DEFAULT_TEST_DAYS = 5
@@ -125,13 +126,27 @@ def check_windows_have_rows(
     validation_days: int,
     test_days: int,
     warmup_days: int,
+    labels: pd.Series | None = None,
 ) -> None:
-    """Refuse windows without a transaction, naming each, its rows and what sets it.
+    """Refuse windows that are empty or too small to train or evaluate on.
 
-    Run before anything is written, so data that cannot be split changes nothing.
+    A window is too small when its labels hold one class only: training needs both in the
+    training and validation windows (class weights, ROC-AUC for early stopping) and the
+    evaluation needs both in the test window. Run before anything is written, so data that
+    cannot be split changes nothing.
+
+    Args:
+        timestamps: The transactions' event times.
+        windows: Output of ``split_windows``.
+        validation_days: The setting behind the validation window, named in the message.
+        test_days: The setting behind the test window.
+        warmup_days: The setting behind the warm-up.
+        labels: The transactions' 0/1 labels, aligned with ``timestamps``; without them
+            only empty windows are refused.
 
     Raises:
-        ValueError: naming every empty window, its dates and the setting that sets it.
+        ValueError: naming every refused window, its dates, its rows and the setting that
+            sets it.
     """
     settings = {
         "train": f"the days left after warmup_days={warmup_days}, "
@@ -139,16 +154,25 @@ def check_windows_have_rows(
         "validation": f"validation_days={validation_days}",
         "test": f"test_days={test_days} (the latest days)",
     }
-    empty = [
-        f"the {name} window {window.start.date()}..{window.end.date()} has 0 of the "
-        f"{len(timestamps)} transactions (set by {settings[name]})"
-        for name, window in windows.splits()
-        if not window.contains(timestamps).any()
-    ]
-    if empty:
+    values = None if labels is None else labels.to_numpy()
+    problems = []
+    for name, window in windows.splits():
+        inside = window.contains(timestamps).to_numpy()
+        dates = f"the {name} window {window.start.date()}..{window.end.date()}"
+        if not inside.any():
+            problems.append(
+                f"{dates} has 0 of the {len(timestamps)} transactions (set by {settings[name]})"
+            )
+        elif values is not None and len(classes := np.unique(values[inside])) < 2:
+            problems.append(
+                f"{dates} has {int(inside.sum())} transactions, all with {LABEL}="
+                f"{classes[0]} (set by {settings[name]}); training and evaluation need both "
+                "classes in every window"
+            )
+    if problems:
         raise ValueError(
-            "temporal split: " + "; ".join(empty) + "; nothing was written. Use data that "
-            "covers every window, or change the window lengths"
+            "temporal split: " + "; ".join(problems) + "; nothing was written. Use data that "
+            "covers every window with both classes, or change the window lengths"
         )
 
 

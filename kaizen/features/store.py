@@ -24,6 +24,8 @@ meant for concurrent threads.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import re
 import threading
@@ -53,6 +55,8 @@ DEFAULT_FEATURE_SERVICE = "fraud_model_v1"
 FEATURE_STORE_YAML = "feature_store.yaml"
 # Request-time field of the on-demand view: the scored transaction's own time.
 TRANSACTION_TIME = "transaction_time"
+# Each label event's position, carried through Feast's join to restore the caller's order.
+_ROW = "_kaizen_row"
 
 LABEL_EVENT_COLUMNS: tuple[str, ...] = (
     TRANSACTION_ID,
@@ -63,6 +67,8 @@ LABEL_EVENT_COLUMNS: tuple[str, ...] = (
     LABEL,
 )
 ONLINE_REQUEST_FIELDS: tuple[str, ...] = (CUSTOMER_ID, MERCHANT_ID, AMOUNT, EVENT_TIMESTAMP)
+_LOG = logging.getLogger(__name__)
+_APPLY_SUMMARY = re.compile(r"^(Created|Updated|Deleted|No changes)\b")
 _UNSET_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 # One online store per (repo, home) in a serving process; see shared_feature_store.
 _SHARED_STORES: dict[tuple[Path, Path], FeatureStore] = {}
@@ -128,6 +134,7 @@ def apply_feature_repo(
     kaizen_home: str | os.PathLike[str],
     *,
     sources: str | os.PathLike[str] | None = None,
+    publish_online_store_as: str | os.PathLike[str] | None = None,
 ) -> FeatureStore:
     """Register the repo's definitions, like ``feast apply`` run in ``repo_path``.
 
@@ -143,6 +150,8 @@ def apply_feature_repo(
         sources: The folder of the parquet sources the registry should record
             (``KAIZEN_FEAST_DATA_URI`` while the definitions load); by default
             ``feature_repo/data_sources.py`` decides (the live generation).
+        publish_online_store_as: For a staged copy: the live online store file the
+            registry should name once applied (the staged one is named while applying).
 
     Returns:
         The ``feast.FeatureStore`` whose registry now holds the definitions.
@@ -158,9 +167,18 @@ def apply_feature_repo(
 
     repo, home = _check_repo(repo_path), _absolute(kaizen_home)
     (home / "feast").mkdir(parents=True, exist_ok=True)
-    with _kaizen_home_env(home, sources):
+    # Feast prints every changed object in full (a changed source path prints its whole
+    # view); keep one line per change.
+    printed = io.StringIO()
+    with _kaizen_home_env(home, sources), contextlib.redirect_stdout(printed):
         store = _open_store(repo, home)
+        feast_adapter.record_online_store_path(store)
         feast_adapter.apply_repo(store, repo)
+        if publish_online_store_as is not None:
+            feast_adapter.record_online_store_path(store, Path(publish_online_store_as))
+    for line in printed.getvalue().splitlines():
+        if _APPLY_SUMMARY.match(line):
+            _LOG.info("feast apply: %s", line.strip())
     return store
 
 
@@ -253,13 +271,6 @@ def _service_feature_names(service: Any, views: set[str] | None = None) -> list[
     ]
 
 
-def _with_request_fields(events: pd.DataFrame) -> pd.DataFrame:
-    """A copy with the request fields of the on-demand view: the event time; amount as is."""
-    frame = events.copy()
-    frame[TRANSACTION_TIME] = frame[EVENT_TIMESTAMP]
-    return frame
-
-
 def build_training_frame(
     store: FeatureStore,
     label_events: pd.DataFrame,
@@ -288,35 +299,47 @@ def build_training_frame(
     service = _feature_service(store, feature_service)
     names = feature_names(store, feature_service)
     passthrough = [LABEL_TIMESTAMP] if LABEL_TIMESTAMP in label_events.columns else []
-    entity_df = _with_request_fields(
-        label_events[[*LABEL_EVENT_COLUMNS, *passthrough]].reset_index(drop=True)
+    events = label_events[[*LABEL_EVENT_COLUMNS, *passthrough]].reset_index(drop=True)
+    # Only what the join and the on-demand view read go through Feast; the rest stays here.
+    entity_df = events[[CUSTOMER_ID, MERCHANT_ID, AMOUNT, EVENT_TIMESTAMP]].assign(
+        **{TRANSACTION_TIME: events[EVENT_TIMESTAMP], _ROW: np.arange(len(events))}
     )
-    parts = [
-        store.get_historical_features(
-            entity_df=entity_df.iloc[rows], features=service, full_feature_names=True
-        ).to_df()
-        for rows in _retrieval_rounds(entity_df, _join_keys(store, feature_service))
-    ]
-    retrieved = pd.concat(parts, ignore_index=True).set_index(TRANSACTION_ID)
-    lost = ~entity_df[TRANSACTION_ID].isin(retrieved.index)
-    if lost.any():
-        raise FeatureRepoError(
-            f"Feast returned no features for {int(lost.sum())} of {len(entity_df)} label "
-            f"event(s), first {entity_df[TRANSACTION_ID][lost].iloc[0]!r}: Feast drops an "
-            "event whose entity has feature rows but none at or before the event within the "
-            "TTL; were the feature sources computed from these transactions?"
-        )
+    rounds = (
+        _retrieval_rounds(entity_df, _join_keys(store, feature_service))
+        if store.config.offline_store.type == "file"
+        else [entity_df.index]
+    )
+    retrieved = pd.concat(
+        [
+            store.get_historical_features(
+                entity_df=entity_df.iloc[rows], features=service, full_feature_names=True
+            ).to_df()
+            for rows in rounds
+        ],
+        ignore_index=True,
+    )
     # Feast returns rows in its own join order; put them back in the caller's order.
-    retrieved = retrieved.reindex(entity_df[TRANSACTION_ID]).reset_index()
+    positions = retrieved[_ROW].to_numpy()
+    found = np.zeros(len(entity_df), dtype=bool)
+    found[positions] = True
+    if not found.all() or len(positions) != len(entity_df):
+        lost = events[TRANSACTION_ID][~found]
+        raise FeatureRepoError(
+            f"Feast returned {len(positions)} rows for {len(entity_df)} label event(s)"
+            + (f"; none for {len(lost)}, first {lost.iloc[0]!r}" if len(lost) else "")
+            + ": Feast drops an event whose entity has feature rows but none at or before the "
+            "event within the TTL; were the feature sources computed from these transactions?"
+        )
+    retrieved = retrieved.iloc[np.argsort(positions, kind="stable")].reset_index(drop=True)
     columns = [TRANSACTION_ID, CUSTOMER_ID, MERCHANT_ID, EVENT_TIMESTAMP, LABEL, *passthrough]
     frame = pd.concat(
         [
-            entity_df[columns],
+            events[columns],
             _fill_features(
                 retrieved,
                 names,
                 _stored_feature_names(store, feature_service),
-                entity_df[TRANSACTION_ID],
+                events[TRANSACTION_ID],
             ),
         ],
         axis=1,
@@ -589,11 +612,12 @@ def _join_keys(store: FeatureStore, service: str) -> list[str]:
 
 
 def _retrieval_rounds(entity_df: pd.DataFrame, join_keys: list[str]) -> list[pd.Index]:
-    """Split label events so no round repeats a (join key, timestamp) pair.
+    """Split label events so no round repeats a (join key, timestamp) pair (file store only).
 
     The file offline store de-duplicates its join result on each view's join keys plus the
     event timestamp, so two events of one customer at the same instant (at different
-    merchants, say) would come back as one. Each round keeps at most one event per pair.
+    merchants, say) would come back as one. Each round keeps at most one event per pair. The
+    DuckDB store (the default) gives every entity row its own result, so it needs one round.
     """
     rounds = []
     remaining = entity_df

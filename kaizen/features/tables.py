@@ -344,7 +344,7 @@ class _WindowCounter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Count and sum of values with ``end - length < time < end`` for each query."""
         starts_ns = ends_ns - length_ns
-        ranks = np.unique(np.concatenate([self._times, ends_ns, starts_ns]))
+        ranks = _sorted_unique(np.concatenate([self._times, ends_ns, starts_ns]))
         stride = np.int64(len(ranks) + 1)
 
         def keys(code: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -356,6 +356,14 @@ class _WindowCounter:
         count = (before_end - through_start).astype("int64")
         total = np.where(count > 0, self._prefix[before_end] - self._prefix[through_start], 0.0)
         return count, total
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` for int64 by one sort (numpy 2's hash-based unique was 5x slower here)."""
+    ordered = np.sort(values)
+    if len(ordered) == 0:
+        return ordered
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
 
 
 def _frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
