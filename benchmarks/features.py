@@ -491,6 +491,7 @@ def _print_cross_check(label: str, check: dict[str, Any]) -> None:
             f"{check['largest_rel_diff']:.3g}"
         )
         return
+    sys.stdout.flush()
     print(f"CROSS-CHECK FAILED ({label}): baseline and build_features disagree", file=sys.stderr)
     for problem in check["problems"]:
         print(f"  {problem}", file=sys.stderr)
@@ -576,8 +577,15 @@ def main() -> int:
     out_dir.mkdir(exist_ok=True)
     (out_dir / "features.json").write_text(json.dumps(result, indent=2))
     if len(checks) < 2 or not all(check["ok"] for check in checks.values()):
+        sys.stdout.flush()
         if len(checks) < 2:
             print("CROSS-CHECK NOT DONE: a build at the smallest size failed", file=sys.stderr)
+        else:
+            print(
+                "CROSS-CHECK FAILED: build_features and the baseline computed different values "
+                "(see above), so the times compare different work",
+                file=sys.stderr,
+            )
         return 2
     if any("errors" in line for figures in results.values() for line in figures.values()):
         return 1

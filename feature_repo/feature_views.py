@@ -88,6 +88,11 @@ def transaction_context_odfv(inputs: pd.DataFrame) -> pd.DataFrame:
         mean_7d = pd.to_numeric(mean_7d, errors="coerce")
     mean_7d = mean_7d.to_numpy(dtype="float64")
     times = inputs["transaction_time"]
+    if times.dtype == object:
+        # Numbers sent as text ("1764777960") are numbers, not dates.
+        numeric = pd.to_numeric(times, errors="coerce")
+        if numeric.notna().all():
+            times = numeric
     if not (isinstance(times.dtype, pd.DatetimeTZDtype) and str(times.dtype.tz) == "UTC"):
         if pd.api.types.is_numeric_dtype(times.dtype) and not pd.api.types.is_bool_dtype(
             times.dtype
@@ -108,6 +113,12 @@ def transaction_context_odfv(inputs: pd.DataFrame) -> pd.DataFrame:
             times = pd.Series(pd.to_datetime(np.round(nanos).astype("int64"), utc=True))
         else:
             times = pd.to_datetime(times, utc=True)
+    missing = np.asarray(pd.isna(times))
+    if missing.any():
+        raise ValueError(
+            f"transaction_time is missing in {int(missing.sum())} of {len(times)} row(s); send "
+            "ISO 8601 text with an offset, epoch seconds or epoch milliseconds"
+        )
     hour = np.asarray(times.array.hour, dtype="int64")
     angle = 2.0 * np.pi * hour.astype("float64") / 24.0
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -105,6 +105,7 @@ def build_features(
     test_days: int = DEFAULT_TEST_DAYS,
     warmup_days: int = DEFAULT_WARMUP_DAYS,
     feature_service: str = DEFAULT_FEATURE_SERVICE,
+    source: str | None = None,
 ) -> FeatureBuildResult:
     """Compute the feature tables, then write, apply, materialize, retrieve and split.
 
@@ -123,6 +124,7 @@ def build_features(
         warmup_days: Days at the start whose transactions train nothing (their 7-day
             windows are incomplete); they still count in later rows' features.
         feature_service: The feature service to retrieve.
+        source: The file the transactions came from, named in every data error.
 
     Returns:
         The split frames with their feature names and the build's metadata.
@@ -131,18 +133,25 @@ def build_features(
         ValueError: on malformed transactions or windows that do not fit the data.
         kaizen.features.FeatureRepoError: if the repo is missing, invalid or cannot be applied.
     """
-    validate_transactions(transactions)
-    # Windows first: data too short to split, or a window without a transaction or with one
-    # class only, fails before anything is written (sources, registry, online store).
-    windows = split_windows(transactions[EVENT_TIMESTAMP], validation_days, test_days, warmup_days)
-    check_windows_have_rows(
-        transactions[EVENT_TIMESTAMP],
-        windows,
-        validation_days=validation_days,
-        test_days=test_days,
-        warmup_days=warmup_days,
-        labels=transactions[LABEL],
-    )
+    try:
+        validate_transactions(transactions)
+        # Windows first: data too short to split, or a window without a transaction or with
+        # one class only, fails before anything is written (sources, registry, online store).
+        windows = split_windows(
+            transactions[EVENT_TIMESTAMP], validation_days, test_days, warmup_days
+        )
+        check_windows_have_rows(
+            transactions[EVENT_TIMESTAMP],
+            windows,
+            validation_days=validation_days,
+            test_days=test_days,
+            warmup_days=warmup_days,
+            labels=transactions[LABEL],
+        )
+    except ValueError as error:
+        if source is None:
+            raise
+        raise ValueError(f"transactions from {source}: {error}") from error
     tables = compute_feature_tables(transactions)
     with _staged_feature_store(tables, repo_path, kaizen_home) as (store, source_paths, loaded):
         # Warm-up events are never used for training, so they are not retrieved at all.
@@ -203,6 +212,8 @@ def _staged_feature_store(
 ) -> Iterator[tuple[FeatureStore, dict[str, Path], tuple[datetime, datetime]]]:
     """A staged store with the tables' sources applied and materialized; committed when the
     block ends without an error, thrown away (live files untouched) when it raises."""
+    from kaizen.features import feast_adapter
+
     with generations.staged_build(kaizen_home) as staged:
         source_paths = write_feature_sources(tables, staged.data_dir)
         store = apply_feature_repo(
@@ -214,6 +225,7 @@ def _staged_feature_store(
         )
         _check_sources_are_the_written_files(store, source_paths)
         loaded = materialize(store, tables.materialize_until.to_pydatetime())
+        feast_adapter.forget_materialization_history(store)
         yield store, source_paths, loaded
         generations.commit(staged)
 

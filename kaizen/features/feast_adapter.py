@@ -14,7 +14,9 @@ What it uses beyond Feast's documented API, and why:
   to the working directory, with the repo as working directory and on ``sys.path``.
 - **The registry's infrastructure objects** (``registry.get_infra``/``update_infra`` and the
   SQLite table's ``path``): :func:`record_online_store_path` makes a staged registry name
-  the staged online store while it is applied, and the live one before it is published.
+  the staged online store while it is applied, and the live one before it is published;
+  the registry proto's feature views' ``meta.materialization_intervals`` and
+  ``Registry.commit``, for :func:`forget_materialization_history`.
 - **On-demand feature views from the inside**, for :class:`InProcessPlan`: the registered
   pandas function (``OnDemandFeatureView.feature_transformation.udf``), the view's
   ``mode``, ``write_to_online_store``, ``aggregations``,
@@ -51,7 +53,8 @@ LIBRARY = "feast"
 SUPPORTED_VERSIONS = SpecifierSet(">=0.67,<0.68")
 _USES = (
     "feast.repo_operations (parse_repo, apply_total_with_repo_instance, get_repo_files), "
-    "the registry's infra objects (SqliteTable.path), "
+    "the registry's infra objects (SqliteTable.path) and cached proto (materialization "
+    "intervals, commit), "
     "on-demand feature view internals (feature_transformation.udf, source projections and "
     "request sources) and the inputs get_online_features gives a pandas on-demand function"
 )
@@ -137,6 +140,29 @@ def record_online_store_path(store: FeatureStore, path: Path | None = None) -> N
             moved = True
     if moved:
         store.registry.update_infra(infra, store.project, commit=True)
+
+
+def forget_materialization_history(store: FeatureStore) -> None:
+    """Drop the materialization intervals Feast recorded in ``store``'s registry.
+
+    A feature build loads the online store over a fixed interval of its own
+    (``kaizen.features.store.materialize``), not from Feast's history. Feast 0.67's
+    ``FeatureView.__eq__`` compares those intervals, which a view declared in the repo never
+    has, so after any materialization ``feast plan`` and ``feast apply`` report every
+    materialized view as "Updated" although nothing changed (in plain Feast too: apply,
+    materialize-incremental, plan). A published registry without the history lets them
+    report "No changes"; ``feast materialize-incremental`` then starts at now minus the TTL.
+
+    Args:
+        store: A staged store, after materialization and before its registry is published.
+    """
+    check_version()
+    registry = store.registry
+    registry.refresh(store.project)
+    proto = registry.cached_registry_proto
+    for view in proto.feature_views:
+        del view.meta.materialization_intervals[:]
+    registry.commit()
 
 
 def in_process_plan(

@@ -18,6 +18,11 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(json.loads(Path(path).read_text()))
 
 
+# The user's file a step's transactions came from, kept in the ingested parquet's metadata
+# (pandas stores DataFrame.attrs there) so later steps name it in their errors.
+SOURCE_ATTR = "kaizen.source"
+
+
 def write_parquet(frame: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)

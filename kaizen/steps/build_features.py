@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kaizen.platform.fileio import write_json_atomic
-from kaizen.steps._io import tracker, write_parquet
+from kaizen.steps._io import SOURCE_ATTR, tracker, write_parquet
 
 if TYPE_CHECKING:
     from kaizen.platform.settings import Settings
@@ -39,6 +39,7 @@ def features_step(
     transactions = pd.read_parquet(transactions_path)
     result = build_features(
         transactions,
+        source=transactions.attrs.get(SOURCE_ATTR, str(transactions_path)),
         repo_path=Path(feature_repo),
         kaizen_home=settings.home,
         validation_days=validation_days,

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kaizen.steps._io import tracker, write_parquet
+from kaizen.steps._io import SOURCE_ATTR, tracker, write_parquet
 
 if TYPE_CHECKING:
     from kaizen.platform.settings import Settings
@@ -48,6 +48,7 @@ def ingest_step(
         drift=drift,
     )
     result = ingest(source_uri or None, config)
+    result.frame.attrs[SOURCE_ATTR] = result.source
     write_parquet(result.frame, Path(output_path))
     run = tracker(run_id, settings)
     if run is not None:

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from kaizen.features import build_features, generations, load_feature_store
+from kaizen.platform.settings import Settings
 
 DAY0 = pd.Timestamp("2026-05-01", tz="UTC")
 # A generous bound for a child process to reach a point; never a synchronisation sleep.
@@ -278,3 +279,34 @@ def test_a_store_opened_before_a_build_reads_the_new_values_after_it(
     assert before < 1000
     build(history(seed=14, shift_amounts=1000), repo, kaizen_home)
     assert mean_7d() > 1000  # the same open store, no restart
+
+
+def test_data_errors_of_the_feature_step_name_the_users_file(
+    repo_root: Path, settings: Settings, tmp_path: Path
+) -> None:
+    from kaizen.steps.build_features import features_step
+    from kaizen.steps.ingest_data import ingest_step
+
+    # One valid row passes ingest; it cannot be split into training windows.
+    csv = tmp_path / "one-row.csv"
+    csv.write_text(
+        "transaction_id,customer_id,merchant_id,amount,event_timestamp,is_fraud\n"
+        "t1,c1,m1,12.5,2026-03-01T10:00:00+00:00,0\n"
+    )
+    ingested = tmp_path / "transactions.parquet"
+    ingest_step(str(csv), ingested, settings=settings)
+    outputs = {
+        name: tmp_path / f"{name}.parquet"
+        for name in ("train_path", "validation_path", "test_path")
+    }
+    with pytest.raises(ValueError) as refused:
+        features_step(
+            ingested,
+            repo_root / "feature_repo",
+            settings=settings,
+            manifest_path=tmp_path / "manifest.json",
+            **outputs,
+        )
+    message = str(refused.value)
+    assert message.startswith(f"transactions from {csv}: temporal split: the data covers 1 day")
+    assert not (settings.home / "feast").exists()

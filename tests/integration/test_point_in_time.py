@@ -301,6 +301,7 @@ def test_build_features_refuses_a_repo_whose_sources_point_elsewhere(
         (1764777960123, 16),  # epoch milliseconds
         (1764777960.5, 16),
         ("2025-12-03T17:46:00+01:00", 16),  # ISO text with an offset
+        ("1764777960", 16),  # epoch seconds sent as text: still a number
     ],
 )
 def test_feast_reads_request_times_as_seconds_milliseconds_or_iso_text(
@@ -320,11 +321,17 @@ def test_feast_reads_request_times_as_seconds_milliseconds_or_iso_text(
     assert served["hour_of_day"] == [hour]
 
 
+@pytest.mark.parametrize(
+    ("transaction_time", "message"),
+    [
+        (1764777960 * 10**9, "is not epoch seconds or milliseconds"),  # nanoseconds
+        (None, "transaction_time is missing in 1 of 1 row"),
+    ],
+)
 def test_feast_refuses_a_request_time_that_is_not_seconds_or_milliseconds(
-    applied: SimpleNamespace,
+    applied: SimpleNamespace, transaction_time: object, message: str
 ) -> None:
-    nanoseconds = 1764777960 * 10**9
-    with pytest.raises(Exception, match="is not epoch seconds or milliseconds"):
+    with pytest.raises(Exception, match=message):
         applied.store.get_online_features(
             features=applied.store.get_feature_service("fraud_model_v1"),
             entity_rows=[
@@ -332,7 +339,7 @@ def test_feast_refuses_a_request_time_that_is_not_seconds_or_milliseconds(
                     "customer_id": "C1",
                     "merchant_id": "M1",
                     "amount": 60.0,
-                    "transaction_time": nanoseconds,
+                    "transaction_time": transaction_time,
                 }
             ],
         )
