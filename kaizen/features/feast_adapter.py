@@ -157,7 +157,11 @@ def forget_materialization_history(store: FeatureStore) -> None:
         store: A staged store, after materialization and before its registry is published.
     """
     check_version()
+    from feast.infra.registry.registry import Registry
+
     registry = store.registry
+    if not isinstance(registry, Registry):  # a SQL or remote registry: left as Feast keeps it
+        return
     registry.refresh(store.project)
     proto = registry.cached_registry_proto
     for view in proto.feature_views:
