@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,6 +61,9 @@ class FeatureBuildResult:
         materialized: The ``(start, end)`` interval loaded into the online store.
         source_paths: Table name to the parquet file written for it.
         row_counts: Rows of the input and of each table and split.
+        seconds: Wall time of each part: ``tables`` (computed), ``sources`` (written and
+            the repo applied), ``materialize`` (the online store loaded), ``retrieve``
+            (training rows retrieved and split) and ``commit``.
     """
 
     train: pd.DataFrame
@@ -73,14 +77,15 @@ class FeatureBuildResult:
     materialized: tuple[datetime, datetime]
     source_paths: dict[str, Path]
     row_counts: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def manifest(self) -> dict[str, Any]:
         """JSON-ready description of the build: what training needs and what to record.
 
         Keys: ``feature_service``, ``feature_views``, ``feature_names`` (ordered model
-        inputs), ``windows``, ``as_of``, ``materialized``, ``source_paths`` and ``rows``
+        inputs), ``windows``, ``as_of``, ``materialized``, ``source_paths``, ``rows``
         (``transactions``, ``customer_stats``, ``merchant_stats``, ``warmup``, ``train``,
-        ``validation``, ``test``).
+        ``validation``, ``test``) and ``seconds`` (see the attribute).
         """
         return {
             "feature_service": self.feature_service,
@@ -94,6 +99,7 @@ class FeatureBuildResult:
             },
             "source_paths": {name: str(path) for name, path in self.source_paths.items()},
             "rows": dict(self.row_counts),
+            "seconds": dict(self.seconds),
         }
 
 
@@ -152,14 +158,31 @@ def build_features(
         if source is None:
             raise
         raise ValueError(f"transactions from {source}: {error}") from error
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
     tables = compute_feature_tables(transactions)
-    with _staged_feature_store(tables, repo_path, kaizen_home) as (store, source_paths, loaded):
+    seconds["tables"] = time.perf_counter() - started
+    as_of = tables.as_of
+    table_rows = {
+        "customer_stats": len(tables.customer_stats),
+        "merchant_stats": len(tables.merchant_stats),
+    }
+    # The generator keeps the tables only until they are written (they are large).
+    staged = _staged_feature_store(tables, repo_path, kaizen_home, seconds)
+    del tables
+    with staged as (store, source_paths, loaded):
+        started = time.perf_counter()
         # Warm-up events are never used for training, so they are not retrieved at all.
         label_events = transactions[transactions[EVENT_TIMESTAMP] >= windows.train.start]
         frame = build_training_frame(store, label_events, feature_service)
+        del label_events
         train, validation, test = split_by_windows(frame, windows)
+        del frame
         names = feature_names(store, feature_service)
         views = feature_view_names(store, feature_service)
+        seconds["retrieve"] = time.perf_counter() - started
+        started = time.perf_counter()
+    seconds["commit"] = time.perf_counter() - started
     return FeatureBuildResult(
         train=train,
         validation=validation,
@@ -168,18 +191,18 @@ def build_features(
         feature_service=feature_service,
         feature_views=views,
         windows=windows,
-        as_of=tables.as_of,
+        as_of=as_of,
         materialized=loaded,
         source_paths=source_paths,
         row_counts={
             "transactions": len(transactions),
-            "customer_stats": len(tables.customer_stats),
-            "merchant_stats": len(tables.merchant_stats),
+            **table_rows,
             "warmup": int(windows.warmup.contains(transactions[EVENT_TIMESTAMP]).sum()),
             "train": len(train),
             "validation": len(validation),
             "test": len(test),
         },
+        seconds={name: round(value, 3) for name, value in seconds.items()},
     )
 
 
@@ -209,13 +232,21 @@ def _staged_feature_store(
     tables: FeatureTables,
     repo_path: str | os.PathLike[str],
     kaizen_home: str | os.PathLike[str],
+    seconds: dict[str, float] | None = None,
 ) -> Iterator[tuple[FeatureStore, dict[str, Path], tuple[datetime, datetime]]]:
     """A staged store with the tables' sources applied and materialized; committed when the
-    block ends without an error, thrown away (live files untouched) when it raises."""
+    block ends without an error, thrown away (live files untouched) when it raises.
+
+    ``seconds``, if given, gets the time of ``sources`` (write and apply) and ``materialize``.
+    """
     from kaizen.features import feast_adapter
 
+    timings = seconds if seconds is not None else {}
     with generations.staged_build(kaizen_home) as staged:
+        started = time.perf_counter()
         source_paths = write_feature_sources(tables, staged.data_dir)
+        end = tables.materialize_until.to_pydatetime()
+        del tables
         store = apply_feature_repo(
             repo_path,
             staged.home,
@@ -224,8 +255,11 @@ def _staged_feature_store(
             / generations.ONLINE_STORE_FILE,
         )
         _check_sources_are_the_written_files(store, source_paths)
-        loaded = materialize(store, tables.materialize_until.to_pydatetime())
+        timings["sources"] = time.perf_counter() - started
+        started = time.perf_counter()
+        loaded = materialize(store, end)
         feast_adapter.forget_materialization_history(store)
+        timings["materialize"] = time.perf_counter() - started
         yield store, source_paths, loaded
         generations.commit(staged)
 

@@ -17,6 +17,8 @@ What it uses beyond Feast's documented API, and why:
   the staged online store while it is applied, and the live one before it is published;
   the registry proto's feature views' ``meta.materialization_intervals`` and
   ``Registry.commit``, for :func:`forget_materialization_history`.
+- **The DuckDB offline store's connection** (ibis' default backend, ``ibis.set_backend``):
+  :func:`own_duckdb` gives a retrieval a connection of its own with a memory limit.
 - **On-demand feature views from the inside**, for :class:`InProcessPlan`: the registered
   pandas function (``OnDemandFeatureView.feature_transformation.udf``), the view's
   ``mode``, ``write_to_online_store``, ``aggregations``,
@@ -167,6 +169,35 @@ def forget_materialization_history(store: FeatureStore) -> None:
     for view in proto.feature_views:
         del view.meta.materialization_intervals[:]
     registry.commit()
+
+
+# DuckDB may use this much memory for one retrieval or materialization before it spills
+# to disk; measured at 1M label events: 600 MB cost no time, 300 MB made the join 1.7x slower.
+DUCKDB_MEMORY_LIMIT = "600MB"
+
+
+@contextlib.contextmanager
+def own_duckdb(store: FeatureStore) -> Iterator[None]:
+    """Run the block's DuckDB offline-store queries on a connection of their own.
+
+    Feast's DuckDB offline store runs on ibis' default backend, one in-memory DuckDB per
+    process that keeps the memory of every query it ran. Here the block gets a fresh
+    connection with a memory limit, closed when the block ends, so the memory of a large
+    point-in-time join goes back before the next step. Other offline stores: no change.
+    """
+    if store.config.offline_store.type != "duckdb":
+        yield
+        return
+    import ibis
+
+    previous = ibis.options.default_backend
+    connection = ibis.duckdb.connect(memory_limit=DUCKDB_MEMORY_LIMIT)
+    ibis.set_backend(connection)
+    try:
+        yield
+    finally:
+        ibis.options.default_backend = previous
+        connection.disconnect()
 
 
 def in_process_plan(

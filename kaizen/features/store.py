@@ -29,13 +29,14 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from kaizen.data.columns import (
     AMOUNT,
@@ -212,7 +213,10 @@ def materialize(store: FeatureStore, end_date: datetime) -> tuple[datetime, date
         )
     longest = max((view.ttl or timedelta(0) for view in views), default=timedelta(0))
     start = end_date - (longest if longest > timedelta(0) else timedelta(days=365))
-    store.materialize(start_date=start, end_date=end_date)
+    from kaizen.features import feast_adapter
+
+    with feast_adapter.own_duckdb(store):
+        store.materialize(start_date=start, end_date=end_date)
     return start, end_date
 
 
@@ -309,43 +313,92 @@ def build_training_frame(
         if store.config.offline_store.type == "file"
         else [entity_df.index]
     )
-    retrieved = pd.concat(
-        [
+    from kaizen.features import feast_adapter
+
+    with feast_adapter.own_duckdb(store):
+        # Arrow, not pandas: the features go straight into one float64 matrix, and DuckDB's
+        # memory is given back when the block ends, before the frame is assembled.
+        retrieved = pa.concat_tables(
             store.get_historical_features(
                 entity_df=entity_df.iloc[rows], features=service, full_feature_names=True
-            ).to_df()
+            ).to_arrow()
             for rows in rounds
-        ],
-        ignore_index=True,
-    )
-    # Feast returns rows in its own join order; put them back in the caller's order.
-    positions = retrieved[_ROW].to_numpy()
-    found = np.zeros(len(entity_df), dtype=bool)
+        )
+    del entity_df
+    # Feast returns rows in its own join order; each goes back to its caller's position.
+    positions = retrieved.column(_ROW).to_numpy()
+    found = np.zeros(len(events), dtype=bool)
     found[positions] = True
-    if not found.all() or len(positions) != len(entity_df):
+    if not found.all() or len(positions) != len(events):
         lost = events[TRANSACTION_ID][~found]
         raise FeatureRepoError(
-            f"Feast returned {len(positions)} rows for {len(entity_df)} label event(s)"
+            f"Feast returned {len(positions)} rows for {len(events)} label event(s)"
             + (f"; none for {len(lost)}, first {lost.iloc[0]!r}" if len(lost) else "")
             + ": Feast drops an event whose entity has feature rows but none at or before the "
             "event within the TTL; were the feature sources computed from these transactions?"
         )
-    retrieved = retrieved.iloc[np.argsort(positions, kind="stable")].reset_index(drop=True)
+    absent = [name for name in names if name not in retrieved.column_names]
+    if absent:
+        raise FeatureRepoError(f"Feast returned no column(s) {absent}")
+    values = np.empty((len(events), len(names)), dtype=np.float64)
+    for index, name in enumerate(names):
+        values[positions, index] = _arrow_floats(retrieved.column(name))
+    del retrieved
+    stored = set(_stored_feature_names(store, feature_service))
+    _fill_stored(
+        values,
+        names,
+        np.array([name in stored for name in names], dtype=bool),
+        lambda row: events[TRANSACTION_ID].iloc[row],
+    )
     columns = [TRANSACTION_ID, CUSTOMER_ID, MERCHANT_ID, EVENT_TIMESTAMP, LABEL, *passthrough]
     frame = pd.concat(
-        [
-            events[columns],
-            _fill_features(
-                retrieved,
-                names,
-                _stored_feature_names(store, feature_service),
-                events[TRANSACTION_ID],
-            ),
-        ],
-        axis=1,
+        [events[columns], pd.DataFrame(values, columns=names, copy=False)], axis=1, copy=False
     )
     frame[LABEL] = frame[LABEL].astype("int64")
     return frame
+
+
+def _arrow_floats(column: pa.ChunkedArray) -> np.ndarray:
+    """float64 values of an Arrow column, nulls and non-numbers NaN (as
+    ``pd.to_numeric(errors="coerce")`` reads them)."""
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
+    return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _fill_stored(
+    values: np.ndarray, names: Sequence[str], stored: np.ndarray, row: Callable[[int], object]
+) -> np.ndarray:
+    """Fill missing stored features with 0 in place; refuse missing on-demand ones.
+
+    Stored (windowed) features may be missing: "no activity". The on-demand ones are computed
+    from them and the request, so a gap there is a defect.
+
+    Args:
+        values: ``[rows, len(names)]`` float64, NaN where a value is missing.
+        names: The features, in column order.
+        stored: Which columns come from stored views.
+        row: Names a row in the error, from its index.
+
+    Raises:
+        ValueError: naming the feature, how many rows lack it and the first.
+    """
+    part = values[:, stored]
+    part[np.isnan(part)] = 0.0
+    values[:, stored] = part
+    undefined = np.isnan(values)
+    if undefined.any():
+        column = int(undefined.any(axis=0).argmax())
+        first = int(undefined[:, column].argmax())
+        raise ValueError(
+            f"feature {names[column]!r} is undefined for "
+            f"{int(undefined[:, column].sum())} row(s), first {row(first)!r}"
+        )
+    return values
 
 
 def online_features(
@@ -501,20 +554,7 @@ class OnlineFeatureReader:
         if absent:
             raise FeatureRepoError(f"Feast returned no column(s) {absent}")
         values = _float_columns([answer[name] for name in self.names], len(requests))
-        # Same rule as _fill_features: stored (windowed) features may be missing ("no
-        # activity"); the on-demand ones are computed from them, so a gap there is a defect.
-        stored = values[:, self._stored_mask]
-        stored[np.isnan(stored)] = 0.0
-        values[:, self._stored_mask] = stored
-        undefined = np.isnan(values)
-        if undefined.any():
-            column = int(undefined.any(axis=0).argmax())
-            first = int(undefined[:, column].argmax())
-            raise ValueError(
-                f"feature {self.names[column]!r} is undefined for "
-                f"{int(undefined[:, column].sum())} row(s), first {f'row {first}'!r}"
-            )
-        return values
+        return _fill_stored(values, self.names, self._stored_mask, lambda row: f"row {row}")
 
 
 def shared_feature_store(
@@ -633,22 +673,14 @@ def _retrieval_rounds(entity_df: pd.DataFrame, join_keys: list[str]) -> list[pd.
 def _fill_features(
     retrieved: pd.DataFrame, names: list[str], stored: list[str], row_ids: pd.Series
 ) -> pd.DataFrame:
+    """:func:`_fill_stored` on a DataFrame of Feast's answer (the reference the tests use)."""
     absent = [name for name in names if name not in retrieved.columns]
     if absent:
         raise FeatureRepoError(f"Feast returned no column(s) {absent}")
-    features = retrieved[names].apply(pd.to_numeric, errors="coerce").astype("float64")
-    # Only stored (windowed) features may be missing; the on-demand ones are computed from
-    # them and the request, so a gap there is a defect, not "no activity".
-    features[stored] = features[stored].fillna(0.0)
-    undefined = features.isna()
-    if undefined.to_numpy().any():
-        column = undefined.any().idxmax()
-        first = int(undefined[column].to_numpy().argmax())
-        raise ValueError(
-            f"feature {column!r} is undefined for {int(undefined[column].sum())} row(s), "
-            f"first {row_ids.iloc[first]!r}"
-        )
-    return features.reset_index(drop=True)
+    values = retrieved[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    mask = np.array([name in set(stored) for name in names], dtype=bool)
+    _fill_stored(values, names, mask, lambda row: row_ids.iloc[row])
+    return pd.DataFrame(values, columns=names)
 
 
 def _validate_label_events(events: pd.DataFrame) -> None:
