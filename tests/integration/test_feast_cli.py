@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 
 from kaizen.features import compute_feature_tables, load_feature_store, publish_feature_tables
 from kaizen.features.generations import current_generation
-from tests.support.serving import HISTORY, free_port, http_call
+from tests.support.serving import HISTORY, free_port, http_call, stop_process, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 FEAST = Path(sys.executable).with_name("feast")
@@ -244,29 +243,10 @@ def feast_server(built: SimpleNamespace) -> Iterator[int]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"feast serve exited ({process.returncode}): {log_path.read_text()[-4000:]}"
-                )
-            try:
-                if http_call(port, "/health", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"feast serve not ready: {log_path.read_text()[-4000:]}")
-            time.sleep(0.2)
+        wait_for_http(process, port, "/health", lambda: log_path.read_text()[-4000:], 120)
         yield port
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process)
 
 
 def online_features(port: int, transaction_time: object) -> tuple[int, object]:

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -265,27 +265,44 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float | None = None) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + (timeout or self.ready_timeout)
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited ({self.process.returncode}): {self.log()}")
-            try:
-                if http_call(self.port, "/v2/health/ready", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not ready: {self.log()}")
-            time.sleep(0.2)
+        wait_for_http(
+            self.process, self.port, "/v2/health/ready", self.log, timeout or self.ready_timeout
+        )
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process)
+
+
+def wait_for_http(
+    process: subprocess.Popen[bytes], port: int, path: str, log: Callable[[], str], timeout: float
+) -> None:
+    """Poll ``GET path`` on 127.0.0.1 until it answers 200; fail, with the log, if the process
+    exits or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited ({process.returncode}): {log()}")
+        try:
+            if http_call(port, path, timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server not ready on {path}: {log()}")
+        time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate; kill if it is still running 30 s later."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def copy_tree(src: Path, dst: Path) -> Path:
