@@ -185,7 +185,9 @@ def own_duckdb(store: FeatureStore) -> Iterator[None]:
     connection with a memory limit, closed when the block ends, so the memory of a large
     point-in-time join goes back before the next step. Other offline stores: no change.
     """
-    if store.config.offline_store.type != "duckdb":
+    from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
+
+    if not isinstance(store.config.offline_store, DuckDBOfflineStoreConfig):
         yield
         return
     import ibis
