@@ -359,7 +359,7 @@ class _WindowCounter:
         starts = [ends_ns - length for length in lengths_ns]
         # Dense ranks of every time involved, from one sort (no search per array).
         times = np.concatenate([self._times, ends_ns, *starts])
-        order = np.argsort(times, kind="stable")
+        order = np.argsort(times)
         ordered = times[order]
         dense = np.empty(len(times), dtype="int64")
         dense[order] = np.cumsum(np.concatenate([[False], ordered[1:] != ordered[:-1]]))
