@@ -36,7 +36,7 @@ from kaizen.features.store import (
 )
 from kaizen.features.tables import (
     FeatureTables,
-    compute_feature_tables,
+    _compute_feature_tables,
     validate_transactions,
     write_feature_sources,
 )
@@ -160,7 +160,7 @@ def build_features(
         raise ValueError(f"transactions from {source}: {error}") from error
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    tables = compute_feature_tables(transactions)
+    tables = _compute_feature_tables(transactions)  # validated above
     seconds["tables"] = time.perf_counter() - started
     as_of = tables.as_of
     table_rows = {

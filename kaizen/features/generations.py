@@ -205,6 +205,8 @@ def _finish_commit(live: Path, generation: str, staging: Path) -> None:
     _point_current_at(live / "data", generation)
     (live / JOURNAL_FILE).unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):  # only when no other staging folder is in it
+        staging.parent.rmdir()
     _remove_old_generations(live)
 
 

@@ -186,6 +186,13 @@ def compute_feature_tables(
             ``as_of`` is not a timezone-aware timestamp.
     """
     validate_transactions(transactions)
+    return _compute_feature_tables(transactions, as_of)
+
+
+def _compute_feature_tables(
+    transactions: pd.DataFrame, as_of: pd.Timestamp | None = None
+) -> FeatureTables:
+    """:func:`compute_feature_tables` for transactions already validated."""
     event_ns = _utc_ns(transactions[EVENT_TIMESTAMP])
     label_ns = _utc_ns(transactions[LABEL_TIMESTAMP])
     if as_of is None:
