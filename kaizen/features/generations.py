@@ -172,8 +172,8 @@ def recover(kaizen_home: str | os.PathLike[str]) -> bool:
         False if a build holds the home (nothing was done), True otherwise.
     """
     live = feast_dir(kaizen_home)
-    if not live.is_dir():
-        return True
+    if not (live / JOURNAL_FILE).exists() and not (live / "staging").exists():
+        return True  # nothing to finish or tidy: no lock taken, nothing written
     try:
         with _build_lock(live, 0):
             _recover_locked(live)

@@ -344,11 +344,10 @@ def build_training_frame(
     for index, name in enumerate(names):
         values[positions, index] = _arrow_floats(retrieved.column(name))
     del retrieved
-    stored = set(_stored_feature_names(store, feature_service))
     _fill_stored(
         values,
         names,
-        np.array([name in stored for name in names], dtype=bool),
+        _stored_mask(names, _stored_feature_names(store, feature_service)),
         lambda row: events[TRANSACTION_ID].iloc[row],
     )
     columns = [TRANSACTION_ID, CUSTOMER_ID, MERCHANT_ID, EVENT_TIMESTAMP, LABEL, *passthrough]
@@ -368,6 +367,12 @@ def _arrow_floats(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
     return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _stored_mask(names: Sequence[str], stored: Sequence[str]) -> np.ndarray:
+    """Which of ``names`` come from stored (materialized) views."""
+    kept = set(stored)
+    return np.array([name in kept for name in names], dtype=bool)
 
 
 def _fill_stored(
@@ -481,8 +486,7 @@ class OnlineFeatureReader:
         self.stored_names: tuple[str, ...] = tuple(_service_feature_names(service, set(views)))
         self._service = service
         self._positions = {name: position for position, name in enumerate(self.names)}
-        stored = set(self.stored_names)
-        self._stored_mask = np.array([name in stored for name in self.names], dtype=bool)
+        self._stored_mask = _stored_mask(self.names, self.stored_names)
         self._plan = feast_adapter.in_process_plan(store, service, views)
 
     @property
@@ -625,8 +629,8 @@ def _online_requests(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def _float_columns(columns: list[list[Any]], count: int) -> np.ndarray:
     """``[count, len(columns)]`` float64 from Feast's value lists; None and non-numbers NaN.
 
-    The same values ``pd.to_numeric(errors="coerce")`` gives, as ``_fill_features`` reads
-    them; numpy converts the usual all-numeric answer in one step.
+    The same values ``pd.to_numeric(errors="coerce")`` gives; numpy converts the usual
+    all-numeric answer in one step.
     """
     try:
         values = np.array(columns, dtype=np.float64).T
@@ -668,19 +672,6 @@ def _retrieval_rounds(entity_df: pd.DataFrame, join_keys: list[str]) -> list[pd.
         rounds.append(pd.Index(entity_df.index.get_indexer(remaining.index[first])))
         remaining = remaining[~first]
     return rounds
-
-
-def _fill_features(
-    retrieved: pd.DataFrame, names: list[str], stored: list[str], row_ids: pd.Series
-) -> pd.DataFrame:
-    """:func:`_fill_stored` on a DataFrame of Feast's answer (the reference the tests use)."""
-    absent = [name for name in names if name not in retrieved.columns]
-    if absent:
-        raise FeatureRepoError(f"Feast returned no column(s) {absent}")
-    values = retrieved[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    mask = np.array([name in set(stored) for name in names], dtype=bool)
-    _fill_stored(values, names, mask, lambda row: row_ids.iloc[row])
-    return pd.DataFrame(values, columns=names)
 
 
 def _validate_label_events(events: pd.DataFrame) -> None:

@@ -294,6 +294,21 @@ def test_build_features_refuses_a_repo_whose_sources_point_elsewhere(
     assert not (kaizen_home / "feast" / "registry.db").exists()  # nothing was published
 
 
+def feast_lookup(store: object, transaction_time: object) -> dict:
+    """Feast's own online lookup of the service for C1 at M1 with this request time."""
+    return store.get_online_features(  # type: ignore[attr-defined]
+        features=store.get_feature_service("fraud_model_v1"),  # type: ignore[attr-defined]
+        entity_rows=[
+            {
+                "customer_id": "C1",
+                "merchant_id": "M1",
+                "amount": 60.0,
+                "transaction_time": transaction_time,
+            }
+        ],
+    ).to_dict()
+
+
 @pytest.mark.parametrize(
     ("transaction_time", "hour"),
     [
@@ -307,18 +322,7 @@ def test_build_features_refuses_a_repo_whose_sources_point_elsewhere(
 def test_feast_reads_request_times_as_seconds_milliseconds_or_iso_text(
     applied: SimpleNamespace, transaction_time: object, hour: int
 ) -> None:
-    served = applied.store.get_online_features(
-        features=applied.store.get_feature_service("fraud_model_v1"),
-        entity_rows=[
-            {
-                "customer_id": "C1",
-                "merchant_id": "M1",
-                "amount": 60.0,
-                "transaction_time": transaction_time,
-            }
-        ],
-    ).to_dict()
-    assert served["hour_of_day"] == [hour]
+    assert feast_lookup(applied.store, transaction_time)["hour_of_day"] == [hour]
 
 
 @pytest.mark.parametrize(
@@ -332,14 +336,4 @@ def test_feast_refuses_a_request_time_that_is_not_seconds_or_milliseconds(
     applied: SimpleNamespace, transaction_time: object, message: str
 ) -> None:
     with pytest.raises(Exception, match=message):
-        applied.store.get_online_features(
-            features=applied.store.get_feature_service("fraud_model_v1"),
-            entity_rows=[
-                {
-                    "customer_id": "C1",
-                    "merchant_id": "M1",
-                    "amount": 60.0,
-                    "transaction_time": transaction_time,
-                }
-            ],
-        )
+        feast_lookup(applied.store, transaction_time)

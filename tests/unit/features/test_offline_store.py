@@ -24,30 +24,28 @@ MONTH = pd.Timedelta(days=30)  # merchant_stats_fv's TTL
 MICRO = pd.Timedelta(microseconds=1)
 
 
-def customer_rows(rows: list[tuple[str, pd.Timestamp, float]]) -> pd.DataFrame:
+def feature_rows(
+    key: str, columns: tuple[str, ...], rows: list[tuple[str, pd.Timestamp, float]]
+) -> pd.DataFrame:
+    """A source table: key, time, and each feature column a distinct value of the row's."""
     frame = pd.DataFrame(
         {
-            "customer_id": [r[0] for r in rows],
+            key: [r[0] for r in rows],
             "event_timestamp": pd.to_datetime([r[1] for r in rows], utc=True),
         }
     )
-    for index, column in enumerate(CUSTOMER_FEATURE_COLUMNS):
-        values = np.array([r[2] for r in rows]) + index
-        frame[column] = values.astype("int64") if "count" in column else values
-    return frame
-
-
-def merchant_rows(rows: list[tuple[str, pd.Timestamp, float]]) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {
-            "merchant_id": [r[0] for r in rows],
-            "event_timestamp": pd.to_datetime([r[1] for r in rows], utc=True),
-        }
-    )
-    for index, column in enumerate(MERCHANT_FEATURE_COLUMNS):
+    for index, column in enumerate(columns):
         values = np.array([r[2] for r in rows]) + index
         frame[column] = values.astype("int64") if "count" in column else values / 100
     return frame
+
+
+def customer_rows(rows: list[tuple[str, pd.Timestamp, float]]) -> pd.DataFrame:
+    return feature_rows("customer_id", CUSTOMER_FEATURE_COLUMNS, rows)
+
+
+def merchant_rows(rows: list[tuple[str, pd.Timestamp, float]]) -> pd.DataFrame:
+    return feature_rows("merchant_id", MERCHANT_FEATURE_COLUMNS, rows)
 
 
 TABLES = FeatureTables(

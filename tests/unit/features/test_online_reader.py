@@ -3,7 +3,7 @@
 The real ``feature_repo/`` is applied and materialized over a small history in its own
 KAIZEN_HOME. The reference for "the previous results" is the lookup as it was before the
 reader existed: the feature service resolved by name, ``get_online_features(...).to_df()``
-and the DataFrame fill that the training path still uses (``_fill_features``).
+and the DataFrame fill the training path used then (``_fill_features`` below).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from kaizen.features import (
 from kaizen.features.store import (
     OnlineFeatureReader,
     _feature_service,
-    _fill_features,
     _stored_feature_names,
     shared_feature_store,
 )
@@ -65,6 +64,26 @@ def _rows(moment: pd.Timestamp) -> list[dict[str, Any]]:
             "event_timestamp": (moment + pd.Timedelta("13h")).tz_convert("Asia/Tokyo"),
         },
     ]
+
+
+def _fill_features(
+    retrieved: pd.DataFrame, names: list[str], stored: list[str], row_ids: pd.Series
+) -> pd.DataFrame:
+    """The DataFrame fill as it was: stored features missing -> 0, on-demand ones refused."""
+    absent = [name for name in names if name not in retrieved.columns]
+    if absent:
+        raise FeatureRepoError(f"Feast returned no column(s) {absent}")
+    features = retrieved[names].apply(pd.to_numeric, errors="coerce").astype("float64")
+    features[stored] = features[stored].fillna(0.0)
+    undefined = features.isna()
+    if undefined.to_numpy().any():
+        column = undefined.any().idxmax()
+        first = int(undefined[column].to_numpy().argmax())
+        raise ValueError(
+            f"feature {column!r} is undefined for {int(undefined[column].sum())} row(s), "
+            f"first {row_ids.iloc[first]!r}"
+        )
+    return features.reset_index(drop=True)
 
 
 def _previous_online_features(store: Any, rows: list[dict[str, Any]]) -> pd.DataFrame:
