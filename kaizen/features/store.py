@@ -204,6 +204,46 @@ def materialize(store: FeatureStore, end_date: datetime) -> tuple[datetime, date
         ValueError: if ``end_date`` is naive.
         FeatureRepoError: if the store has no feature views.
     """
+    batched = batched_materialization(store, end_date)
+    if batched is not None:
+        interval, load = batched
+        load()
+        return interval
+    start, _ = _materialization_interval(store, end_date)
+    from kaizen.features import feast_adapter
+
+    with feast_adapter.own_duckdb(store):
+        store.materialize(start_date=start, end_date=end_date)
+    return start, end_date
+
+
+def batched_materialization(
+    store: FeatureStore, end_date: datetime
+) -> tuple[tuple[datetime, datetime], Callable[[], int]] | None:
+    """:func:`materialize`'s interval and a call that loads it in one batched write, or None
+    where Feast's own materialize must load it (:mod:`kaizen.features.online_load` says
+    which stores and views the batched load writes exactly as Feast would).
+
+    The call touches neither the registry nor the store's connections, so it may run in a
+    thread beside a retrieval from the same store; it returns the rows written.
+
+    Raises:
+        ValueError: if ``end_date`` is naive.
+        FeatureRepoError: if the store has no feature views.
+    """
+    from kaizen.features import online_load
+
+    start, views = _materialization_interval(store, end_date)
+    online = [view for view in views if view.online]
+    if online_load.supported(store, online) is not None:
+        return None
+    return (start, end_date), lambda: online_load.load_latest_rows(store, online, start, end_date)
+
+
+def _materialization_interval(
+    store: FeatureStore, end_date: datetime
+) -> tuple[datetime, list[Any]]:
+    """The interval's start and the store's feature views (see :func:`materialize`)."""
     if end_date.tzinfo is None:
         raise ValueError(f"materialize: end_date must be timezone-aware (UTC), got {end_date!r}")
     views = store.list_feature_views()
@@ -212,12 +252,7 @@ def materialize(store: FeatureStore, end_date: datetime) -> tuple[datetime, date
             f"materialize: project {store.project!r} has no feature views; apply the repo first"
         )
     longest = max((view.ttl or timedelta(0) for view in views), default=timedelta(0))
-    start = end_date - (longest if longest > timedelta(0) else timedelta(days=365))
-    from kaizen.features import feast_adapter
-
-    with feast_adapter.own_duckdb(store):
-        store.materialize(start_date=start, end_date=end_date)
-    return start, end_date
+    return end_date - (longest if longest > timedelta(0) else timedelta(days=365)), views
 
 
 def feature_names(store: FeatureStore, service: str = DEFAULT_FEATURE_SERVICE) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -166,6 +167,22 @@ def test_an_error_after_materialization_changes_nothing(
     assert generation_folders(kaizen_home) == [os.readlink(kaizen_home / "feast/data/current")]
 
 
+def test_an_error_in_the_online_store_load_changes_nothing(
+    repo_root: Path, kaizen_home: Path, built: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kaizen.features import online_load
+
+    def load_fails(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    # The load runs in a thread beside the retrieval; its error is the build's.
+    monkeypatch.setattr(online_load, "_rows", load_fails)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        build(history(seed=13, shift_amounts=1000), repo_root / "feature_repo", kaizen_home)
+    assert served_files(kaizen_home) == built
+    assert leftovers(kaizen_home) == []
+
+
 # A child that builds features with one Feast or Kaizen function replaced by a stop: it
 # writes a marker file, then waits to be killed.
 CHILD = textwrap.dedent(
@@ -187,8 +204,16 @@ CHILD = textwrap.dedent(
         return stopped
 
     if where == "materialization":
-        from feast.infra.online_stores.sqlite import SqliteOnlineStore
-        SqliteOnlineStore.online_write_batch = stop_here(SqliteOnlineStore.online_write_batch)
+        # The online store loads view by view; stop before the second one's rows.
+        from kaizen.features import online_load
+        original_rows = online_load._rows
+        views = []
+        def rows(view, table):
+            views.append(view.name)
+            if len(views) == 2:
+                stop_here(lambda: None)()
+            return original_rows(view, table)
+        online_load._rows = rows
     else:  # the commit, after the registry was published and before the online store
         from kaizen.features import generations
         original = generations._sqlite_copy
