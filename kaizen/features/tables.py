@@ -36,6 +36,7 @@ while every label event still gets its exact windows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -235,8 +236,9 @@ def write_feature_sources(
 ) -> dict[str, Path]:
     """Write the tables as the parquet files the feature repo's FileSources read.
 
-    Each file is written to a temporary name in ``data_dir`` and renamed over the old one,
-    so a reader (or a crash) never sees half a file.
+    Each file is written to a temporary name in ``data_dir``; both are renamed over the old
+    ones only when both were written, so a reader (or a crash) never sees half a file, and a
+    failed write replaces neither.
 
     Args:
         tables: Output of ``compute_feature_tables``.
@@ -251,13 +253,21 @@ def write_feature_sources(
         "customer_stats": (tables.customer_stats, CUSTOMER_STATS_FILE),
         "merchant_stats": (tables.merchant_stats, MERCHANT_STATS_FILE),
     }
-    written: dict[str, Path] = {}
-    for name, (frame, file_name) in targets.items():
-        target = directory / file_name
-        with atomic_path(target) as temp_path:
-            frame.to_parquet(temp_path, index=False)
-        written[name] = target
-    return written
+    # Both files at once (Arrow encodes and compresses outside the GIL), and both or neither:
+    # each goes to a temporary name, renamed over its target only when both were written.
+    with contextlib.ExitStack() as renames:
+        temporary = {
+            name: renames.enter_context(atomic_path(directory / file_name))
+            for name, (_, file_name) in targets.items()
+        }
+        with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="sources") as pool:
+            futures = [
+                pool.submit(frame.to_parquet, temporary[name], index=False)
+                for name, (frame, _) in targets.items()
+            ]
+        for future in futures:
+            future.result()
+    return {name: directory / file_name for name, (_, file_name) in targets.items()}
 
 
 def _customer_stats(

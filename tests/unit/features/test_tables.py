@@ -447,7 +447,8 @@ def test_sources_are_written_whole_and_a_failed_write_keeps_the_previous_file(
     pd.testing.assert_frame_equal(pd.read_parquet(written["customer_stats"]), tables.customer_stats)
     before = written["merchant_stats"].read_bytes()
 
-    # A column pyarrow cannot store makes the customer write fail half-way.
+    # A column pyarrow cannot store makes the customer write fail: neither file is replaced,
+    # though the merchant one (a single row now) was written.
     broken = type(tables)(
         tables.customer_stats.assign(txn_count_1h=[object()] * len(tables.customer_stats)),
         tables.merchant_stats.iloc[:1],
