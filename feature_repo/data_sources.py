@@ -7,7 +7,8 @@ docs/data.md, "Nothing good is lost"). A FileSource path is fixed when ``feast a
 this module (the registry stores it), so the location is read here, at apply time:
 
 * ``KAIZEN_FEAST_DATA_URI`` if set: the folder holding the two files (a feature build sets it
-  to its own generation while it applies; the cluster: ``s3://<bucket>/feast/data/...``);
+  to its own generation while it applies; the cluster: ``s3://<bucket>/feast/data/...``), or
+  a link to it (``envs/volume``: the generation the link names is recorded);
 * otherwise the generation ``$KAIZEN_HOME/feast/data/current`` points at (the embedded
   default), so a hand-run ``feast apply`` records the same paths as the last good build and
   reports no change; before any build, ``.../data/current`` itself.
@@ -43,7 +44,13 @@ _OFFLINE_STORES = {"duckdb": "FileSource", "spark": "SparkSource"}
 def _feature_data_uri() -> str:
     explicit = os.environ.get("KAIZEN_FEAST_DATA_URI", "").strip()
     if explicit:
-        return explicit.rstrip("/")
+        explicit = explicit.rstrip("/")
+        link = Path(explicit)
+        if "://" not in explicit and link.is_symlink():
+            # The link a feature build switches (envs/volume): the generation it names now,
+            # the path that build recorded.
+            return (link.parent / os.readlink(link)).as_posix()
+        return explicit
     home = os.environ.get("KAIZEN_HOME", "").strip()
     example = "`KAIZEN_HOME=$PWD/.kaizen feast -c feature_repo apply`"
     if not home:

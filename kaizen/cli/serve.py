@@ -27,7 +27,7 @@ def _serve_feature_repo(settings: Settings, given: Path | None, no_feast: bool) 
                 f"{given} is not a Feast repo (no feature_store.yaml in it)",
                 param_hint="--feature-repo",
             )
-        if not is_applied(settings.home):
+        if not is_applied(settings.home, repo_path=given, config=settings.feast_config):
             fail(
                 f"the feature repo is not applied under KAIZEN_HOME ({settings.home}); run "
                 "`make run`, which applies and materializes it, or serve feature vectors only "
@@ -35,7 +35,9 @@ def _serve_feature_repo(settings: Settings, given: Path | None, no_feast: bool) 
             )
         return given.absolute()
     default = settings.feature_repo
-    if is_feature_repo(default) and is_applied(settings.home):
+    if is_feature_repo(default) and is_applied(
+        settings.home, repo_path=default, config=settings.feast_config
+    ):
         return default.absolute()
     err_console.print(
         f"note: Feast is not applied under {escape(str(settings.home))}, so entity requests "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,11 +27,13 @@ from kaizen.features.split import (
     split_windows,
 )
 from kaizen.features.store import (
+    DATA_URI_VARIABLE,
     DEFAULT_FEATURE_SERVICE,
     FeatureRepoError,
     apply_feature_repo,
     batched_materialization,
     build_training_frame,
+    config_file_of,
     feature_names,
     feature_view_names,
     load_feature_store,
@@ -115,6 +118,7 @@ def build_features(
     warmup_days: int = DEFAULT_WARMUP_DAYS,
     feature_service: str = DEFAULT_FEATURE_SERVICE,
     source: str | None = None,
+    config: str | os.PathLike[str] | None = None,
 ) -> FeatureBuildResult:
     """Compute the feature tables, then write, apply, materialize, retrieve and split.
 
@@ -122,6 +126,12 @@ def build_features(
     published in one commit only once the training frames are split
     (:mod:`kaizen.features.generations`): a build that fails or is killed leaves the
     sources, the registry and the online store that serving reads as they were.
+
+    With another configuration (``config``: a registry and online store that are not files
+    under the home, such as S3 and Redis), the sources go to a new generation beside the
+    link ``KAIZEN_FEAST_DATA_URI`` names, the training rows come from a scratch registry,
+    and only then are the registry applied and the online store materialized
+    (:func:`_published_elsewhere`).
 
     Args:
         transactions: Raw transactions (``kaizen.data.columns.RAW_COLUMNS``); every one is a
@@ -134,6 +144,8 @@ def build_features(
             windows are incomplete); they still count in later rows' features.
         feature_service: The feature service to retrieve.
         source: The file the transactions came from, named in every data error.
+        config: A ``feature_store.yaml`` to use instead of the repo's own
+            (``KAIZEN_FEAST_CONFIG``).
 
     Returns:
         The split frames with their feature names and the build's metadata.
@@ -171,7 +183,12 @@ def build_features(
         "merchant_stats": len(tables.merchant_stats),
     }
     # The generator keeps the tables only until they are written (they are large).
-    staged = _staged_feature_store(tables, repo_path, kaizen_home, seconds)
+    config_file = config_file_of(repo_path, config)
+    staged = (
+        _staged_feature_store(tables, repo_path, kaizen_home, seconds)
+        if config_file is None
+        else _published_elsewhere(tables, repo_path, kaizen_home, config_file, seconds)
+    )
     del tables
     with staged as (store, source_paths, loaded):
         started = time.perf_counter()
@@ -226,6 +243,14 @@ def publish_feature_tables(
     with _staged_feature_store(tables, repo_path, kaizen_home):
         pass
     return load_feature_store(repo_path, kaizen_home)
+
+
+def _materialization_interval_only(store: FeatureStore, end: datetime) -> tuple[datetime, datetime]:
+    """The interval :func:`materialize` loads, without loading it (the scratch store)."""
+    batched = batched_materialization(store, end)
+    if batched is None:
+        raise FeatureRepoError("the scratch feature store is not a local SQLite store")
+    return batched[0]
 
 
 @contextlib.contextmanager
@@ -286,6 +311,106 @@ def _timed(call: Callable[[], object], timings: dict[str, float], name: str) -> 
     started = time.perf_counter()
     call()
     timings[name] = time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _published_elsewhere(
+    tables: FeatureTables,
+    repo_path: str | os.PathLike[str],
+    kaizen_home: str | os.PathLike[str],
+    config_file: Path,
+    seconds: dict[str, float],
+) -> Iterator[tuple[FeatureStore, dict[str, Path], tuple[datetime, datetime]]]:
+    """Sources written and applied to a scratch registry for the block's retrieval; the
+    configuration's own registry and online store are written only when the block ends
+    without an error.
+
+    The sources go to a new generation folder beside the link ``KAIZEN_FEAST_DATA_URI``
+    names (a shared volume: every step and a hand-run ``feast`` see the same paths); the
+    link is switched after the publish, and generations but the live one and the one
+    before are removed. A failed block leaves the registry, the online store and the link
+    as they were. Unlike the embedded commit, the publish itself is not atomic: an apply
+    that succeeds followed by a materialization that fails leaves the new definitions with
+    the old online rows (Redis offers no transaction over a whole materialization); the
+    next build repairs it.
+    """
+    import tempfile
+
+    from kaizen.features import feast_adapter
+
+    link = _data_link()
+    generation = generations.new_generation_name()
+    folder = link.parent / generation
+    end = tables.materialize_until.to_pydatetime()
+    started = time.perf_counter()
+    try:
+        source_paths = write_feature_sources(tables, folder)
+        del tables
+        with tempfile.TemporaryDirectory(prefix="kaizen-feast-scratch-") as scratch:
+            scratch_config = _scratch_config(config_file, Path(scratch))
+            store = apply_feature_repo(
+                repo_path, Path(scratch) / "home", sources=folder, config=scratch_config
+            )
+            _check_sources_are_the_written_files(store, source_paths)
+            seconds["sources"] = time.perf_counter() - started
+            loaded = _materialization_interval_only(store, end)
+            yield store, source_paths, loaded
+        started = time.perf_counter()
+        live = apply_feature_repo(repo_path, kaizen_home, sources=folder, config=config_file)
+        materialize(live, end)
+        feast_adapter.forget_materialization_history(live)
+        seconds["materialize"] = time.perf_counter() - started
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    started = time.perf_counter()
+    generations.point_link_at(link, generation)
+    generations.remove_old_generations(link)
+    seconds["commit"] = time.perf_counter() - started
+
+
+def _data_link() -> Path:
+    """The link ``KAIZEN_FEAST_DATA_URI`` names, on a local (or mounted) filesystem."""
+    value = os.environ.get(DATA_URI_VARIABLE, "").strip()
+    if not value:
+        raise FeatureRepoError(
+            f"{DATA_URI_VARIABLE} is not set: with KAIZEN_FEAST_CONFIG, feature builds write "
+            "their parquet sources beside the link it names, e.g. "
+            "/var/lib/kaizen-shared/feast/data/current on a volume every step mounts"
+        )
+    if "://" in value:
+        raise FeatureRepoError(
+            f"{DATA_URI_VARIABLE}={value!r}: feature builds write their sources to a "
+            "filesystem path (a mounted volume); writing them to an object store is not "
+            "supported yet"
+        )
+    link = Path(value).expanduser()
+    if not link.is_absolute():
+        raise FeatureRepoError(f"{DATA_URI_VARIABLE}={value!r} must be an absolute path")
+    if link.exists() and not link.is_symlink():
+        raise FeatureRepoError(
+            f"{DATA_URI_VARIABLE}={value!r} exists and is not a link; feature builds make it "
+            "a link to the live generation beside it"
+        )
+    link.parent.mkdir(parents=True, exist_ok=True)
+    return link
+
+
+def _scratch_config(config_file: Path, scratch: Path) -> Path:
+    """``config_file`` with its registry and online store replaced by files in ``scratch``:
+    the same project and offline store, for a retrieval that changes nothing live."""
+    import yaml
+
+    loaded = yaml.safe_load(os.path.expandvars(config_file.read_text()))
+    loaded["registry"] = {
+        "registry_type": "file",
+        "path": str(scratch / "registry.db"),
+        "cache_ttl_seconds": 0,
+    }
+    loaded["online_store"] = {"type": "sqlite", "path": str(scratch / "online_store.db")}
+    target = scratch / "feature_store.yaml"
+    target.write_text(yaml.safe_dump(loaded))
+    return target
 
 
 def _check_sources_are_the_written_files(store: FeatureStore, written: dict[str, Path]) -> None:

@@ -81,6 +81,11 @@ def current_generation(kaizen_home: str | os.PathLike[str]) -> Path | None:
     return data_root(kaizen_home) / os.readlink(link)
 
 
+def new_generation_name() -> str:
+    """A generation's folder name: its UTC start time (so names sort by age) and a nonce."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
 @dataclass(frozen=True)
 class StagedBuild:
     """One build's private state until :func:`commit`.
@@ -126,7 +131,7 @@ def staged_build(
     live.mkdir(parents=True, exist_ok=True)
     with _build_lock(live, lock_timeout_s):
         _recover_locked(live)
-        generation = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        generation = new_generation_name()
         staged = StagedBuild(
             kaizen_home=live.parent,
             generation=generation,
@@ -211,19 +216,28 @@ def _finish_commit(live: Path, generation: str, staging: Path) -> None:
 
 
 def _point_current_at(data: Path, generation: str) -> None:
-    link = data / CURRENT_LINK
-    temporary = data / f".{CURRENT_LINK}.{uuid.uuid4().hex[:8]}"
-    os.symlink(generation, temporary)  # relative: the home can move
+    point_link_at(data / CURRENT_LINK, generation)
+
+
+def point_link_at(link: Path, generation: str) -> None:
+    """Make ``link`` name the generation folder beside it, atomically (a reader follows the
+    old link or the new one)."""
+    temporary = link.parent / f".{link.name}.{uuid.uuid4().hex[:8]}"
+    os.symlink(generation, temporary)  # relative: the folder can move
     os.replace(temporary, link)
 
 
 def _remove_old_generations(live: Path) -> None:
-    """Keep the live generation and the one before it; the caller holds the build lock, so
-    any other generation is older or was abandoned by a build that did not commit."""
-    data = live / "data"
+    remove_old_generations(live / "data" / CURRENT_LINK)
+
+
+def remove_old_generations(link: Path) -> None:
+    """Keep the generation ``link`` names and the one before it; remove the others beside
+    it. The caller holds the build lock, so any other generation is older or was abandoned
+    by a build that did not commit."""
+    data = link.parent
     if not data.is_dir():
         return
-    link = data / CURRENT_LINK
     current = os.readlink(link) if link.is_symlink() else None
     generations = sorted(
         entry.name

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 DEFAULT_FEATURE_SERVICE = "fraud_model_v1"
 FEATURE_STORE_YAML = "feature_store.yaml"
+# The folder of the feature sources (see feature_repo/data_sources.py); with another
+# configuration, the link that names the live generation (kaizen.features.build).
+DATA_URI_VARIABLE = "KAIZEN_FEAST_DATA_URI"
 # Request-time field of the on-demand view: the scored transaction's own time.
 TRANSACTION_TIME = "transaction_time"
 # Each label event's position, carried through Feast's join to restore the caller's order.
@@ -72,7 +75,7 @@ _LOG = logging.getLogger(__name__)
 _APPLY_SUMMARY = re.compile(r"^(Created|Updated|Deleted|No changes)\b")
 _UNSET_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 # One online store per (repo, home) in a serving process; see shared_feature_store.
-_SHARED_STORES: dict[tuple[Path, Path], FeatureStore] = {}
+_SHARED_STORES: dict[tuple[Path, Path, Path | None], FeatureStore] = {}
 _SHARED_STORES_LOCK = threading.Lock()
 # Serializes online lookups in this process; see OnlineFeatureReader._lookup.
 _LOOKUP_LOCK = threading.Lock()
@@ -102,32 +105,55 @@ def is_feature_repo(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / FEATURE_STORE_YAML).is_file()
 
 
-def is_applied(kaizen_home: str | os.PathLike[str]) -> bool:
-    """True once the repository was applied under ``kaizen_home``: its registry exists where
-    ``feature_repo/feature_store.yaml`` puts it (``$KAIZEN_HOME/feast/registry.db``)."""
-    return (generations.feast_dir(kaizen_home) / generations.REGISTRY_FILE).is_file()
+def is_applied(
+    kaizen_home: str | os.PathLike[str],
+    *,
+    repo_path: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+) -> bool:
+    """True once the repository was applied.
+
+    With the repo's own configuration: its registry exists where
+    ``feature_repo/feature_store.yaml`` puts it (``$KAIZEN_HOME/feast/registry.db``). With
+    another ``config`` (``KAIZEN_FEAST_CONFIG``, a registry elsewhere): the store opens and
+    its registry holds feature views.
+    """
+    if repo_path is None or _config_file(_absolute(repo_path), config) is None:
+        return (generations.feast_dir(kaizen_home) / generations.REGISTRY_FILE).is_file()
+    try:
+        return bool(load_feature_store(repo_path, kaizen_home, config=config).list_feature_views())
+    except Exception:  # unreachable registry, missing variables: not usable, so not applied
+        _LOG.debug("feature store with %s is not applied", config, exc_info=True)
+        return False
 
 
 def load_feature_store(
-    repo_path: str | os.PathLike[str], kaizen_home: str | os.PathLike[str]
+    repo_path: str | os.PathLike[str],
+    kaizen_home: str | os.PathLike[str],
+    *,
+    config: str | os.PathLike[str] | None = None,
 ) -> FeatureStore:
     """Open an applied feature repo without changing its registry (for serving and reads).
 
     Args:
         repo_path: The Feast repo (``feature_repo/``).
         kaizen_home: Home of the registry, online store and sources.
+        config: A ``feature_store.yaml`` to use instead of the repo's own
+            (``KAIZEN_FEAST_CONFIG``, e.g. ``feature_repo/envs/cluster/feature_store.yaml``).
 
     Returns:
-        A ``feast.FeatureStore`` on ``$KAIZEN_HOME/feast``.
+        A ``feast.FeatureStore`` on ``$KAIZEN_HOME/feast``, or on what ``config`` names.
 
     Raises:
         FeatureRepoError: naming the path and the problem.
     """
     repo, home = _check_repo(repo_path), _absolute(kaizen_home)
-    # Finish a feature build's interrupted commit, so serving never starts on half of one.
-    generations.recover(home)
+    config_file = _config_file(repo, config)
+    if config_file is None:
+        # Finish a feature build's interrupted commit, so serving never starts on half of one.
+        generations.recover(home)
     with _kaizen_home_env(home):
-        return _open_store(repo, home)
+        return _open_store(repo, home, config_file)
 
 
 def apply_feature_repo(
@@ -136,6 +162,7 @@ def apply_feature_repo(
     *,
     sources: str | os.PathLike[str] | None = None,
     publish_online_store_as: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
 ) -> FeatureStore:
     """Register the repo's definitions, like ``feast apply`` run in ``repo_path``.
 
@@ -153,6 +180,8 @@ def apply_feature_repo(
             ``feature_repo/data_sources.py`` decides (the live generation).
         publish_online_store_as: For a staged copy: the live online store file the
             registry should name once applied (the staged one is named while applying).
+        config: A ``feature_store.yaml`` to use instead of the repo's own (see
+            :func:`load_feature_store`).
 
     Returns:
         The ``feast.FeatureStore`` whose registry now holds the definitions.
@@ -167,12 +196,13 @@ def apply_feature_repo(
     from kaizen.features import feast_adapter
 
     repo, home = _check_repo(repo_path), _absolute(kaizen_home)
+    config_file = _config_file(repo, config)
     (home / "feast").mkdir(parents=True, exist_ok=True)
     # Feast prints every changed object in full (a changed source path prints its whole
     # view); keep one line per change.
     printed = io.StringIO()
     with _kaizen_home_env(home, sources), contextlib.redirect_stdout(printed):
-        store = _open_store(repo, home)
+        store = _open_store(repo, home, config_file)
         feast_adapter.record_online_store_path(store)
         feast_adapter.apply_repo(store, repo)
         if publish_online_store_as is not None:
@@ -597,7 +627,10 @@ class OnlineFeatureReader:
 
 
 def shared_feature_store(
-    repo_path: str | os.PathLike[str], kaizen_home: str | os.PathLike[str]
+    repo_path: str | os.PathLike[str],
+    kaizen_home: str | os.PathLike[str],
+    *,
+    config: str | os.PathLike[str] | None = None,
 ) -> FeatureStore:
     """The process's one feature store for ``repo_path`` and ``kaizen_home``, for serving.
 
@@ -610,6 +643,7 @@ def shared_feature_store(
     Args:
         repo_path: The Feast repo (``feature_repo/``).
         kaizen_home: Home of the registry, online store and sources.
+        config: A ``feature_store.yaml`` to use instead of the repo's own.
 
     Returns:
         The shared ``feast.FeatureStore``.
@@ -617,11 +651,15 @@ def shared_feature_store(
     Raises:
         FeatureRepoError: naming the path and the problem.
     """
-    key = (_absolute(repo_path).resolve(), _absolute(kaizen_home).resolve())
+    key = (
+        _absolute(repo_path).resolve(),
+        _absolute(kaizen_home).resolve(),
+        None if config is None else _absolute(config).resolve(),
+    )
     with _SHARED_STORES_LOCK:
         store = _SHARED_STORES.get(key)
         if store is None:
-            store = load_feature_store(repo_path, kaizen_home)
+            store = load_feature_store(repo_path, kaizen_home, config=config)
             _SHARED_STORES[key] = store
     return store
 
@@ -760,11 +798,38 @@ def _check_repo(repo_path: str | os.PathLike[str]) -> Path:
     return repo
 
 
-def _open_store(repo: Path, home: Path) -> FeatureStore:
+def config_file_of(
+    repo_path: str | os.PathLike[str], config: str | os.PathLike[str] | None
+) -> Path | None:
+    """``config`` as an absolute file, or None when it is the repo's own ``feature_store.yaml``
+    (the embedded default, whose builds are staged and committed under ``KAIZEN_HOME``).
+
+    Raises:
+        FeatureRepoError: if the repo or the file does not exist.
+    """
+    return _config_file(_check_repo(repo_path), config)
+
+
+def _config_file(repo: Path, config: str | os.PathLike[str] | None) -> Path | None:
+    """``config`` as an absolute file, or None when it is the repo's own configuration."""
+    if config is None or str(config).strip() == "":
+        return None
+    path = _absolute(config)
+    if path.resolve() == (repo / FEATURE_STORE_YAML).resolve():
+        return None
+    if not path.is_file():
+        raise FeatureRepoError(
+            f"feature store configuration {path} (KAIZEN_FEAST_CONFIG) does not exist or is not "
+            "a file"
+        )
+    return path
+
+
+def _open_store(repo: Path, home: Path, config_file: Path | None = None) -> FeatureStore:
     import yaml
     from feast import FeatureStore
 
-    config = repo / FEATURE_STORE_YAML
+    config = config_file or repo / FEATURE_STORE_YAML
     try:
         # Feast expands variables the same way; an unset one would stay literal text and
         # become a directory named "${...}".
@@ -775,11 +840,10 @@ def _open_store(repo: Path, home: Path) -> FeatureStore:
     if unset:
         raise FeatureRepoError(f"{config} uses environment variable(s) {unset}, which are not set")
     try:
-        return FeatureStore(repo_path=str(repo))
+        return FeatureStore(repo_path=str(repo), fs_yaml_file=config)
     except Exception as error:
         raise FeatureRepoError(
-            f"{repo / FEATURE_STORE_YAML} is invalid (KAIZEN_HOME={home}): "
-            f"{type(error).__name__}: {error}"
+            f"{config} is invalid (KAIZEN_HOME={home}): {type(error).__name__}: {error}"
         ) from error
 
 
@@ -802,7 +866,7 @@ def _absolute(path: str | os.PathLike[str]) -> Path:
 def _kaizen_home_env(home: Path, sources: str | os.PathLike[str] | None = None) -> Iterator[None]:
     values = {"KAIZEN_HOME": str(home)}
     if sources is not None:
-        values["KAIZEN_FEAST_DATA_URI"] = Path(sources).as_posix()
+        values[DATA_URI_VARIABLE] = Path(sources).as_posix()
     previous = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     s3_bucket: str = Field(default="kaizen", description="Bucket holding every Kaizen object.")
     s3_access_key: SecretStr = Field(default=SecretStr(PLACEHOLDER_SECRET))
     s3_secret_key: SecretStr = Field(default=SecretStr(PLACEHOLDER_SECRET))
+    s3_access_key_file: Path | None = Field(
+        default=None,
+        description="File holding the access key (a mounted Secret); wins over S3_ACCESS_KEY.",
+    )
+    s3_secret_key_file: Path | None = Field(
+        default=None,
+        description="File holding the secret key (a mounted Secret); wins over S3_SECRET_KEY.",
+    )
     s3_secure: bool = Field(default=True, description="TLS to the object store (on by default).")
     s3_region: str | None = None
     mlflow_tracking_uri: str | None = Field(
@@ -66,6 +74,13 @@ class Settings(BaseSettings):
         default=Path("feature_repo"),
         description="Feast repository with the feature definitions.",
     )
+    feast_config: Path | None = Field(
+        default=None,
+        description=(
+            "A feature_store.yaml used instead of the repo's own, for a registry and online "
+            "store outside KAIZEN_HOME (feature_repo/envs/volume or envs/cluster)."
+        ),
+    )
     webhook_url: AnyHttpUrl | None = Field(
         default=None,
         description="If set, the notify step POSTs a JSON summary of every run here.",
@@ -75,6 +90,26 @@ class Settings(BaseSettings):
         description="The commit the code came from, set by the image build or the submitter.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_files(cls, values: object) -> object:
+        """Read ``KAIZEN_S3_*_KEY_FILE`` into the key (a mounted Secret's file, one line)."""
+        if not isinstance(values, dict):
+            return values
+        for name in ("s3_access_key", "s3_secret_key"):
+            path = values.get(f"{name}_file")
+            if path in (None, ""):
+                continue
+            variable = f"{ENV_PREFIX}{name.upper()}_FILE"
+            try:
+                text = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as error:
+                raise ValueError(f"{variable}: cannot read {path}: {error.strerror}") from None
+            if not text:
+                raise ValueError(f"{variable}: {path} is empty")
+            values[name] = text
+        return values
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:

@@ -194,7 +194,9 @@ class FraudPredictor(kserve.Model):
         service = info.tags.get(TAG_FEATURE_SERVICE) or DEFAULT_FEATURE_SERVICE
         store = None
         if self.feature_repo is not None:
-            store = _open_feature_store(self.feature_repo, settings.home, service, features)
+            store = _open_feature_store(
+                self.feature_repo, settings.home, service, features, settings.feast_config
+            )
         # The first call builds TF's graph; paying for it here keeps it off the first request.
         _score(model, np.zeros((1, len(features)), dtype=np.float32), features)
         self.model, self.info, self.features = model, info, features
@@ -579,7 +581,9 @@ def _inference_function(model: Any, width: int) -> Any:
     return infer
 
 
-def _open_feature_store(repo: Path, home: Path, service: str, features: list[str]) -> Any:
+def _open_feature_store(
+    repo: Path, home: Path, service: str, features: list[str], config: Path | None = None
+) -> Any:
     """Open ``repo``, check it serves ``features`` through ``service``, warm its lookup.
 
     Returns:
@@ -588,7 +592,7 @@ def _open_feature_store(repo: Path, home: Path, service: str, features: list[str
     """
     from kaizen.features.store import FeatureRepoError, OnlineFeatureReader, shared_feature_store
 
-    store = shared_feature_store(repo, home)
+    store = shared_feature_store(repo, home, config=config)
     try:
         reader = OnlineFeatureReader(store, service)
     except Exception as error:

@@ -45,6 +45,7 @@ def features_step(
         validation_days=validation_days,
         test_days=test_days,
         warmup_days=warmup_days,
+        config=settings.feast_config,
     )
     write_parquet(result.train, Path(train_path))
     write_parquet(result.validation, Path(validation_path))

@@ -60,3 +60,33 @@ def test_production_refuses_placeholder_object_store_credentials(
 
 def test_tracking_uri_defaults_to_sqlite_under_home(kaizen_home: Path) -> None:
     assert load_settings().tracking_uri == f"sqlite:///{kaizen_home / 'mlflow.db'}"
+
+
+def test_credentials_come_from_mounted_secret_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "accesskey").write_text("from-the-secret\n")
+    (tmp_path / "secretkey").write_text("s3cr3t")
+    monkeypatch.setenv("KAIZEN_S3_ACCESS_KEY", "from-the-variable")
+    monkeypatch.setenv("KAIZEN_S3_ACCESS_KEY_FILE", str(tmp_path / "accesskey"))
+    monkeypatch.setenv("KAIZEN_S3_SECRET_KEY_FILE", str(tmp_path / "secretkey"))
+    settings = load_settings()
+    assert settings.s3_access_key.get_secret_value() == "from-the-secret"  # the file wins
+    assert settings.s3_secret_key.get_secret_value() == "s3cr3t"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "No such file or directory"), ("\n", "is empty")],
+)
+def test_an_unreadable_or_empty_secret_file_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "secretkey"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("KAIZEN_S3_SECRET_KEY_FILE", str(path))
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "KAIZEN_S3_SECRET_KEY_FILE: " in str(refused.value)
+    assert message in str(refused.value) and str(path) in str(refused.value)
