@@ -194,7 +194,7 @@ def build_features(
         started = time.perf_counter()
         # Warm-up events are never used for training, so they are not retrieved at all.
         label_events = transactions[transactions[EVENT_TIMESTAMP] >= windows.train.start]
-        frame = build_training_frame(store, label_events, feature_service)
+        frame = build_training_frame(store, label_events, feature_service, validated=True)
         del label_events
         train, validation, test = split_by_windows(frame, windows)
         del frame

@@ -104,6 +104,7 @@ def _asof_historical_features(
 ) -> RetrievalJob:
     import ibis
     import ibis.expr.datatypes as dt
+    import pyarrow as pa
     from feast.infra.offline_stores import offline_utils
     from feast.infra.offline_stores.duckdb import _read_data_source, _write_data_source
     from feast.infra.offline_stores.ibis import (
@@ -120,7 +121,8 @@ def _asof_historical_features(
     )
     time_range = _get_entity_df_event_timestamp_range(entity_df, event_time)
     entity_df = _to_utc(entity_df, event_time)
-    joined = ibis.memtable(entity_df)
+    # As Arrow: DuckDB scans it in parallel, where a pandas frame's strings go through Python.
+    joined = ibis.memtable(pa.Table.from_pandas(entity_df, preserve_index=False))
     columns = list(entity_df.columns)
     for view in feature_views:
         source = view.batch_source

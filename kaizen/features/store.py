@@ -344,6 +344,8 @@ def build_training_frame(
     store: FeatureStore,
     label_events: pd.DataFrame,
     feature_service: str = DEFAULT_FEATURE_SERVICE,
+    *,
+    validated: bool = False,
 ) -> pd.DataFrame:
     """Join point-in-time features onto label events with ``get_historical_features``.
 
@@ -353,6 +355,9 @@ def build_training_frame(
             ``customer_id``, ``merchant_id``, ``amount``, ``event_timestamp`` (UTC) and
             ``is_fraud``; ``label_timestamp`` is kept when present.
         feature_service: The feature service to retrieve.
+        validated: The caller checked the events already (``build_features`` validates the
+            transactions they come from): the columns, keys and timestamps are not checked
+            again.
 
     Returns:
         One row per label event, in input order: the key columns, ``event_timestamp``,
@@ -364,7 +369,8 @@ def build_training_frame(
             naive timestamps, or a feature comes back undefined.
         FeatureRepoError: if the feature service does not exist.
     """
-    _validate_label_events(label_events)
+    if not validated:
+        _validate_label_events(label_events)
     service = _feature_service(store, feature_service)
     names = feature_names(store, feature_service)
     passthrough = [LABEL_TIMESTAMP] if LABEL_TIMESTAMP in label_events.columns else []
