@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test test-all lint format bench compile clean
+.PHONY: setup run test test-all test-deps lint format bench compile clean images image-tools image-lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,21 @@ setup: $(STAMP) ## create .venv and install the project with its dev tools
 run: setup ## run the training pipeline locally on the embedded defaults
 	$(BIN)/kaizen run
 
-test: setup lint ## lint, type-check and run the test suite (slow suites excluded)
+test: setup lint test-deps ## lint, type-check and run the test suite (slow suites excluded)
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-all: setup lint ## everything, including the slow suites
+test-all: setup lint test-deps rehearsal-deps ## everything, including the slow suites
 	$(BIN)/python -m pytest -q
+
+# System packages the default suite runs for real: Debian's redis-server (Feast's Redis
+# online store, tests/integration/test_feature_config_elsewhere.py).
+TEST_TOOLS := redis-server
+test-deps: ## redis-server, apt-installed if missing
+	@missing=""; for tool in $(TEST_TOOLS); do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
 
 lint: setup
 	$(BIN)/ruff check .
@@ -44,3 +54,58 @@ compile: setup ## regenerate the committed pipeline YAML
 
 clean:
 	rm -rf .kaizen .pytest_cache .mypy_cache .ruff_cache
+
+# --- container images: docs/containers.md ----------------------------------------------------
+# Set on the command line or in the environment, e.g.
+#   make images BASE_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
+CONTAINER_ENGINE ?= auto
+BASE_IMAGE       ?= localhost/kaizen-debian-base:bookworm
+COMPONENT_IMAGE  ?= localhost/kaizen-component:dev
+SERVING_IMAGE    ?= localhost/kaizen-serving:dev
+IMAGE_BUILD_FLAGS ?=
+# KAIZEN_BUILD_MOUNTS: podman build -v options for this machine (unset: the host's CA bundle
+# and /etc/pip.conf, read-only, when they exist; set it empty to mount nothing).
+IMAGE_TOOLS  := podman buildah runc mmdebstrap
+TOOLS_VENV   ?= .venv-tools
+TOOLS_STAMP  := $(TOOLS_VENV)/.installed-stamp
+
+image-tools: ## podman, buildah, runc and mmdebstrap (only it with docker), apt-installed if missing
+	@tools="$(IMAGE_TOOLS)"; \
+	if [ "$(CONTAINER_ENGINE)" = docker ] || \
+	   { [ "$(CONTAINER_ENGINE)" = auto ] && docker info >/dev/null 2>&1; }; then \
+	  tools=mmdebstrap; fi; \
+	missing=""; for tool in $$tools; do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
+
+images: image-tools ## build the component and serving images, report sizes against budgets
+	$(PYTHON) docker/build_images.py --engine "$(CONTAINER_ENGINE)" \
+	  --base-image "$(BASE_IMAGE)" --component-image "$(COMPONENT_IMAGE)" \
+	  --serving-image "$(SERVING_IMAGE)" --build-flags="$(IMAGE_BUILD_FLAGS)" \
+	  $(if $(filter undefined,$(origin KAIZEN_BUILD_MOUNTS)),,--mounts="$(KAIZEN_BUILD_MOUNTS)")
+
+$(TOOLS_STAMP): docker/lint-requirements.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r docker/lint-requirements.txt
+	touch $(TOOLS_STAMP)
+
+image-lint: $(TOOLS_STAMP) ## hadolint and checkov on the Dockerfiles: 0 findings
+	$(TOOLS_VENV)/bin/hadolint --no-color docker/component.Dockerfile docker/serving.Dockerfile
+	$(TOOLS_VENV)/bin/checkov --framework dockerfile --file docker/component.Dockerfile \
+	  --file docker/serving.Dockerfile --compact --quiet --skip-download
+
+# --- the cluster rehearsal: docs/rehearsal.md ---------------------------------------------------
+REHEARSAL_TOOLS := redis-server docker-registry podman buildah runc
+.PHONY: rehearsal rehearsal-deps
+
+rehearsal-deps: ## redis-server, docker-registry, podman, buildah and runc, apt-installed if missing
+	@missing=""; for tool in $(REHEARSAL_TOOLS); do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
+
+rehearsal: setup rehearsal-deps images ## services on 127.0.0.1, the pipeline in containers, serving
+	$(BIN)/python -m kaizen.rehearsal

@@ -21,12 +21,22 @@ def compile_command(
     image_digest: Annotated[
         str | None, typer.Option(help="Pin every component image by this sha256:... digest.")
     ] = None,
+    image_repository: Annotated[
+        str | None,
+        typer.Option(
+            help="With --image-digest: pull from this repository ([registry/]path) instead."
+        ),
+    ] = None,
 ) -> None:
     """Compile the training pipeline to YAML (the artifact that goes to the cluster)."""
     from kaizen.pipeline.compiler import TRAINING_PIPELINE_YAML, CompileError, compile_pipeline
 
     try:
-        path = compile_pipeline(output or TRAINING_PIPELINE_YAML, image_digest=image_digest)
+        path = compile_pipeline(
+            output or TRAINING_PIPELINE_YAML,
+            image_digest=image_digest,
+            image_repository=image_repository,
+        )
     except CompileError as error:
         fail(error, 2)
     console.print(f"compiled [bold]{path}[/bold]")

@@ -26,6 +26,13 @@ runner depends on formats it does not document:
   task runs, and passes to every task; per-task ids are drawn after it.
   :func:`pipeline_job_id` makes that first draw return the runner's own run id, so a run has
   one id everywhere (summary, report, log, MLflow, ``kaizen status``).
+- **A container's exit status** (``DockerRunner``, ``docker_task_handler.run_docker_container``).
+  kfp.local starts each task's container with ``auto_remove=True`` and, when the container is
+  gone by the time it asks for the exit status (``docker.errors.NotFound``), counts the task as
+  succeeded. Podman removes an exited container at once, so a task that crashes is reported
+  SUCCESS without outputs, and the run fails later on a missing output.
+  :func:`docker_exit_status_kept` runs the containers without auto-removal, reads their status
+  and removes them itself.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from packaging.specifiers import SpecifierSet
 
@@ -156,6 +163,55 @@ def pipeline_job_id(job_id: str) -> Iterator[None]:
         yield
     finally:
         placeholder_utils.make_random_id = draw_random_id
+
+
+@contextlib.contextmanager
+def docker_exit_status_kept() -> Iterator[None]:
+    """While a pipeline runs with ``DockerRunner`` inside this block, each task's state is its
+    container's exit status (see the module docstring); containers are removed when done."""
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = _run_docker_container
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
+def _run_docker_container(
+    client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any
+) -> int:
+    """kfp 2.17's ``run_docker_container`` (same pull and output), waiting for the exit status
+    of a container that is only removed afterwards."""
+    from kfp.local import docker_task_handler
+
+    image = docker_task_handler.add_latest_tag_if_not_present(image=image)
+    present = any(
+        image in (existing.tags + existing.attrs["RepoDigests"])
+        for existing in client.images.list()
+    )
+    if present:
+        print(f"Found image {image!r}\n")
+    else:
+        print(f"Pulling image {image!r}")
+        client.images.pull(image)
+        print("Image pull complete\n")
+    container = client.containers.run(
+        image=image,
+        command=command,
+        detach=True,
+        stdout=True,
+        stderr=True,
+        volumes=volumes,
+        **run_args,
+    )
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        container.remove(force=True)
 
 
 def run_folder(pipeline_root: Path) -> Path | None:

@@ -9,6 +9,7 @@ folders) is in :mod:`kaizen.pipeline.kfp_local_adapter`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -44,6 +45,8 @@ class RunResult:
     seconds: float
     tasks: dict[str, TaskEvent] = field(default_factory=dict)
     error: str | None = None
+    # Each task's output lines as kfp.local printed them (colours removed).
+    task_output: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -140,8 +143,9 @@ def run_pipeline(
     settings: Settings,
     on_event: Callable[[TaskEvent], None] = lambda event: None,
     run_id: str | None = None,
+    runner: Any | None = None,
 ) -> RunResult:
-    """Execute a compiled pipeline YAML with ``kfp.local.SubprocessRunner``.
+    """Execute a compiled pipeline YAML with ``kfp.local`` (each task a process, by default).
 
     Args:
         pipeline_yaml: the compiled pipeline (the artifact that goes to the cluster).
@@ -150,6 +154,10 @@ def run_pipeline(
         on_event: called when a task starts and when it ends.
         run_id: name of this run; a fresh one by default. It is also the pipeline job id
             the tasks see, so MLflow, the registry and ``kaizen status`` show the same id.
+        runner: the ``kfp.local`` runner; by default ``SubprocessRunner(use_venv=False)``,
+            every task a process of this Python that sees ``settings.home``. A
+            ``DockerRunner`` runs each task in a container of the task's image instead (the
+            cluster rehearsal, :mod:`kaizen.rehearsal.pipeline`).
 
     Returns:
         The run's state, task events, run folder and log path.
@@ -168,10 +176,12 @@ def run_pipeline(
     log_path = settings.logs_dir / f"run-{run_id}.log"
     pipeline = components.load_component_from_file(str(pipeline_yaml))
 
-    # The task subprocesses inherit the environment: they must see the same KAIZEN_HOME.
-    os.environ["KAIZEN_HOME"] = str(settings.home)
+    if runner is None:
+        # The task subprocesses inherit the environment: they must see the same KAIZEN_HOME.
+        os.environ["KAIZEN_HOME"] = str(settings.home)
+        runner = local.SubprocessRunner(use_venv=False)
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=runner,
         pipeline_root=str(pipeline_root),
         raise_on_error=False,
     )
@@ -179,7 +189,11 @@ def run_pipeline(
     error: str | None = None
     with open(log_path, "w", encoding="utf-8") as log:
         stream = _ProgressStream(log, on_event)
-        with kfp_local.capture_output(stream), kfp_local.pipeline_job_id(run_id):
+        with contextlib.ExitStack() as hooks:
+            hooks.enter_context(kfp_local.capture_output(stream))
+            hooks.enter_context(kfp_local.pipeline_job_id(run_id))
+            if isinstance(runner, local.DockerRunner):
+                hooks.enter_context(kfp_local.docker_exit_status_kept())
             try:
                 pipeline(**arguments)
             except Exception as exc:  # a refused argument or a broken YAML, before any task ran
@@ -202,4 +216,5 @@ def run_pipeline(
         seconds=seconds,
         tasks=stream.events,
         error=error,
+        task_output=stream.task_lines,
     )

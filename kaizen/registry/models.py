@@ -698,8 +698,15 @@ class ModelRegistry:
         # Verified in a scratch folder first: dst_dir never holds a file that failed a check.
         with tempfile.TemporaryDirectory(prefix=".kaizen-download-", dir=dst_dir) as scratch:
             try:
+                # The tracking URI is passed, not taken from MLflow's global state: the source
+                # of a version logged through a tracking server is ``mlflow-artifacts:/...``,
+                # which only that server resolves (a model server never sets the global URI).
                 local = Path(
-                    mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=scratch)
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=info.source,
+                        dst_path=scratch,
+                        tracking_uri=self._config.tracking_uri,
+                    )
                 )
             except Exception as error:
                 raise ModelIntegrityError(

@@ -23,6 +23,26 @@ def test_compile_refuses_a_bad_digest(tmp_path) -> None:  # type: ignore[no-unty
     assert not target.exists()
 
 
+def test_compile_pins_the_image_repository_by_digest(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "p.yaml"
+    digest = "sha256:" + "ab" * 32
+    result = runner.invoke(
+        app,
+        [
+            "compile",
+            "--output",
+            str(target),
+            "--image-digest",
+            digest,
+            "--image-repository",
+            "127.0.0.1:5000/kaizen-component",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    images = {line.strip() for line in target.read_text().splitlines() if "image:" in line}
+    assert images == {f"image: 127.0.0.1:5000/kaizen-component@{digest}"}
+
+
 def test_bad_param_syntax_is_named() -> None:
     result = runner.invoke(app, ["run", "-p", "epochs"])
     assert result.exit_code == 2

@@ -57,6 +57,34 @@ def test_bad_digest_is_refused_and_nothing_is_written(tmp_path: Path, digest: st
     assert not target.exists()
 
 
+def test_image_repository_replaces_the_registry_and_path(tmp_path: Path) -> None:
+    pinned = compile_pipeline(
+        tmp_path / "pinned.yaml",
+        image_digest=DIGEST,
+        image_repository="127.0.0.1:5000/kaizen-component",
+    )
+    images = {executor["container"]["image"] for executor in _executors(pinned).values()}
+    assert images == {f"127.0.0.1:5000/kaizen-component@{DIGEST}"}
+
+
+@pytest.mark.parametrize(
+    ("repository", "digest", "message"),
+    [
+        ("127.0.0.1:5000/kaizen-component:dev", DIGEST, "without a tag or digest"),
+        (f"127.0.0.1:5000/kaizen-component@{DIGEST}", DIGEST, "without a tag or digest"),
+        ("127.0.0.1:5000/Kaizen", DIGEST, "without a tag or digest"),
+        ("127.0.0.1:5000/kaizen-component", None, "give image_digest too"),
+    ],
+)
+def test_bad_image_repository_is_refused_and_nothing_is_written(
+    tmp_path: Path, repository: str, digest: str | None, message: str
+) -> None:
+    target = tmp_path / "pipeline.yaml"
+    with pytest.raises(CompileError, match=message):
+        compile_pipeline(target, image_digest=digest, image_repository=repository)
+    assert not target.exists()
+
+
 def test_gate_guards_register_and_retune_and_notify_always_runs() -> None:
     spec = _documents(TRAINING_PIPELINE_YAML)[0]
     root_tasks = spec["root"]["dag"]["tasks"]

@@ -165,3 +165,81 @@ def test_the_tasks_see_the_runners_run_id_as_the_pipeline_job_id(tmp_path: Path)
     assert report is not None and report.read_text() == result.run_id
     # kfp.local's own id maker is back once the run is over
     assert placeholder_utils.make_random_id().isdigit()
+
+
+def test_the_runner_given_runs_the_tasks_and_each_tasks_output_is_kept(tmp_path: Path) -> None:
+    from kfp import local
+    from kfp.local.config import LocalExecutionConfig
+
+    compiled = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(probe_ok, str(compiled))
+    given = local.SubprocessRunner(use_venv=False)
+
+    result = run_pipeline(compiled, {"x": 1}, load_settings(), runner=given)
+
+    assert result.state == "SUCCEEDED", result.error
+    assert LocalExecutionConfig.instance is not None
+    assert LocalExecutionConfig.instance.runner is given
+    assert any("hello from ok" in line for line in result.task_output["adapter-probe-ok"])
+    assert any("hello from ok" in line for line in result.task_output["adapter-probe-ok-2"])
+
+
+class _GoneContainer:
+    """A container that exited 3 and that a runtime like podman removes as soon as it can."""
+
+    def __init__(self) -> None:
+        self.removed = False
+        self.run_args: dict[str, object] = {}
+
+    def logs(self, stream: bool, follow: bool = True) -> list[bytes]:
+        return [b"starting\n", b"Traceback ...\n"]
+
+    def wait(self) -> dict[str, int]:
+        import docker
+
+        if self.run_args.get("auto_remove"):
+            raise docker.errors.NotFound("no such container")
+        return {"StatusCode": 3}
+
+    def remove(self, force: bool) -> None:
+        self.removed = True
+
+
+class _Client:
+    def __init__(self, container: _GoneContainer) -> None:
+        self.container = container
+        self.images = self
+        self.containers = self
+
+    def list(self) -> list[object]:
+        return []
+
+    def pull(self, image: str) -> None:
+        pass
+
+    def run(self, **run_args: object) -> _GoneContainer:
+        self.container.run_args = run_args
+        return self.container
+
+
+def test_a_crashed_container_fails_its_task_even_once_removed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kfp.local import docker_task_handler
+
+    def run(container: _GoneContainer) -> int:
+        return docker_task_handler.run_docker_container(
+            client=_Client(container),
+            image="127.0.0.1:5000/kaizen-component@sha256:" + "0" * 64,
+            command=["python"],
+            volumes={},
+        )
+
+    # kfp.local's own: auto-removed, the status is lost and the crash counts as success
+    assert run(_GoneContainer()) == 0
+    container = _GoneContainer()
+    with kfp_local.docker_exit_status_kept():
+        assert run(container) == 3
+    assert container.removed and not container.run_args.get("auto_remove")
+    assert "Traceback ..." in capsys.readouterr().out
+    assert run(_GoneContainer()) == 0  # kfp.local's own function is back
