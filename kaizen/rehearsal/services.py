@@ -339,6 +339,11 @@ class S3Server(Service):
         self._server = ThreadedMotoServer(ip_address=LOCALHOST, port=0, verbose=False)
         self._server.start()
         self.port = int(self._server.get_host_and_port()[1])
+        # moto keeps its data per process, not per server: an earlier server's buckets in
+        # this process would show through. Start empty, as a new Minio would.
+        reset = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(reset, timeout=60) as answer:
+            answer.read()
         client = self.client()
 
         def bucket_exists() -> bool:
