@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test test-all test-deps lint format bench compile clean images image-tools image-lint
+.PHONY: setup run test test-all test-deps lint format bench compile clean images image-tools image-lint \
+	manifests-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +18,10 @@ setup: $(STAMP) ## create .venv and install the project with its dev tools
 run: setup ## run the training pipeline locally on the embedded defaults
 	$(BIN)/kaizen run
 
-test: setup lint test-deps ## lint, type-check and run the test suite (slow suites excluded)
+test: setup lint test-deps manifests-check workflows-check ## lint, type-check, check the manifests, run the tests (not slow)
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-all: setup lint test-deps rehearsal-deps ## everything, including the slow suites
+test-all: setup lint test-deps manifests-check workflows-check rehearsal-deps ## everything, including the slow suites
 	$(BIN)/python -m pytest -q
 
 # System packages the default suite runs for real: Debian's redis-server (Feast's Redis
@@ -109,3 +110,30 @@ rehearsal-deps: ## redis-server, docker-registry, podman, buildah and runc, apt-
 
 rehearsal: setup rehearsal-deps images ## services on 127.0.0.1, the pipeline in containers, serving
 	$(BIN)/python -m kaizen.rehearsal
+
+# --- Kubernetes manifests: docs/cluster.md --------------------------------------------------------
+# Renders every overlay with `kubectl kustomize`, validates the built-in kinds against this
+# Kubernetes version (kubernetes-validate, strict), the custom resources against the CRDs in
+# tests/data/crds, Pod Security Standards "restricted" and KServe's and Katib's webhook rules,
+# then runs checkov (from .venv-tools, as image-lint does). No cluster needed.
+KUBERNETES_VERSION ?= 1.31.0
+
+manifests-check: setup $(TOOLS_STAMP) ## render and check every overlay and katib/*.yaml: 0 problems
+	@command -v kubectl >/dev/null || { \
+	  echo "manifests-check needs kubectl (for kubectl kustomize)"; exit 2; }
+	$(BIN)/python manifests/check.py --kubernetes-version $(KUBERNETES_VERSION) \
+	  --checkov $(TOOLS_VENV)/bin/checkov
+
+# --- CI/CD: .github/workflows and the Jenkinsfile, docs/ci.md -----------------------------------
+.PHONY: workflows-check compile-check ci
+
+workflows-check: setup ## actionlint (shellcheck on every run step) and zizmor --offline: 0 findings
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck -pyflakes ""
+	$(BIN)/shellcheck .github/scripts/*.sh
+	$(BIN)/zizmor --offline --persona pedantic .github
+
+compile-check: compile ## the committed pipeline YAML is what `make compile` writes
+	@git diff --exit-code -- pipelines/training_pipeline.yaml || { \
+	  echo "pipelines/training_pipeline.yaml is out of date: commit what make compile wrote"; exit 1; }
+
+ci: test manifests-check compile-check images ## here, what .github/workflows/ci.yml runs (no push)

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from kaizen.platform.redaction import redact_text
 from kaizen.platform.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -24,9 +25,12 @@ err_console = Console(stderr=True)
 def fail(message: object, code: int = 1) -> NoReturn:
     """Print ``error: <message>`` on stderr and end the command with exit ``code``.
 
+    The message goes through :func:`kaizen.platform.redaction.redact_text` first: a library's
+    error may quote a tracking URI or endpoint with its credentials.
+
     Exit codes: 1 the operation failed, 2 the input (a file, a setting, an option) is bad.
     """
-    err_console.print("[red]error:[/red]", escape(str(message)))
+    err_console.print("[red]error:[/red]", escape(redact_text(str(message))))
     raise typer.Exit(code)
 
 

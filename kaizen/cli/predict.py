@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kaizen.cli._app import app, console, fail, positive
 from kaizen.platform.names import DEFAULT_MODEL_NAME
+from kaizen.platform.redaction import redact_text, redact_uri
 
 # The client names the field a bad value belongs to; this is the option that gave it.
 OPTION_OF_FIELD = {
@@ -107,7 +108,9 @@ def predict(
     try:
         client = PredictClient(url, model, timeout=timeout)
     except RequestInputError as error:
-        raise typer.BadParameter(str(error), param_hint=OPTION_OF_FIELD[error.field]) from None
+        raise typer.BadParameter(
+            redact_text(str(error)), param_hint=OPTION_OF_FIELD[error.field]
+        ) from None
     try:
         if features_json is not None:
             payload = _read_features_json(features_json)
@@ -145,7 +148,7 @@ def predict(
     if as_json:
         console.print_json(json.dumps(body))
         return
-    table = Table(title=f"{model} at {url} ({version.upper()})")
+    table = Table(title=f"{model} at {redact_uri(url)} ({version.upper()})")
     for column in ("#", "fraud probability", "decision", "model version"):
         table.add_column(column)
     for index, prediction in enumerate(predictions):

@@ -12,11 +12,17 @@ from kaizen.cli._app import app, console, fail, load_settings_or_exit
 
 
 def registry_errors() -> tuple[type[BaseException], ...]:
-    """The errors a registry command reports as ``error: ...`` (exit 1)."""
+    """The errors a registry command reports as ``error: ...`` (exit 1).
+
+    MLflow's own errors are among them: an unreachable tracking server is a failed operation
+    to report (with the URI's credentials masked by ``fail``), not a traceback.
+    """
+    from mlflow.exceptions import MlflowException
+
     from kaizen.registry import RegistryError, TrackingError
     from kaizen.training.train import ModelFileError
 
-    return (RegistryError, TrackingError, ModelFileError)
+    return (RegistryError, TrackingError, ModelFileError, MlflowException)
 
 
 @app.command()
@@ -88,7 +94,10 @@ def status(
         report = registry_status(limit=limit, settings=settings)
     except registry_errors() as error:
         fail(error)
-    console.print(f"[bold]{report['model_name']}[/bold]  ({report['tracking_uri']})")
+    # The report's tracking URI comes with its credentials masked (kaizen.registry.status).
+    console.print(
+        f"[bold]{escape(report['model_name'])}[/bold]  ({escape(report['tracking_uri'])})"
+    )
     console.print(_version_line("champion", report.get("champion")))
     console.print(_version_line("challenger", report.get("challenger")))
     console.print(_version_line("previous champion", report.get("previous_champion")))

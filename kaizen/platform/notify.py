@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from kaizen.platform.redaction import redact_uri
+
 logger = logging.getLogger("kaizen.notify")
 
 
@@ -50,14 +52,7 @@ class DeliveryRecord:
 
 def redact_url(url: str) -> str:
     """The webhook URL without credentials, query or path, which may carry tokens."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return (
-        f"{parts.scheme}://{host}{port}/…"
-        if parts.path not in ("", "/")
-        else f"{parts.scheme}://{host}{port}/"
-    )
+    return redact_uri(url, keep_path=False)
 
 
 def notify(

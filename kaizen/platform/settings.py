@@ -12,15 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kaizen.platform.names import DEFAULT_MODEL_NAME, DEFAULT_PIPELINE_NAME
+from kaizen.platform.redaction import redact_text
 
 ENV_PREFIX = "KAIZEN_"
 # Minio's well-known development credentials: fine on a laptop, refused in production.
 PLACEHOLDER_SECRET = "minioadmin"
+# A Kubernetes namespace or InferenceService name: an RFC 1123 label (KServe also wants a letter
+# first, as its Service names are RFC 1035 labels).
+DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class SettingsError(ValueError):
@@ -85,9 +90,66 @@ class Settings(BaseSettings):
         default=None,
         description="If set, the notify step POSTs a JSON summary of every run here.",
     )
+    deploy_target: Literal["local", "kserve"] = Field(
+        default="local",
+        description=(
+            "Where the deploy step delivers a registered version: 'local' (a `kaizen serve` "
+            "picks it up by hot reload) or 'kserve' (rolls the InferenceService on the cluster)."
+        ),
+    )
+    deploy_namespace: str = Field(
+        default="kaizen",
+        pattern=DNS_LABEL_PATTERN,
+        description="kserve target: the namespace of the InferenceService.",
+    )
+    deploy_inference_service: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL_PATTERN,
+        description="kserve target: the InferenceService to roll; default: the model name.",
+    )
+    deploy_server_url: AnyHttpUrl | None = Field(
+        default=None,
+        description=(
+            "local target: a `kaizen serve` (e.g. http://127.0.0.1:8080) the deploy step "
+            "watches until it serves the new version; unset: the step only records it."
+        ),
+    )
     git_commit: str | None = Field(
         default=None,
         description="The commit the code came from, set by the image build or the submitter.",
+    )
+    kfp_host: str | None = Field(
+        default=None,
+        description=(
+            "Kubeflow Pipelines API for `kaizen upload`/`submit`/`schedule`, e.g. "
+            "https://kubeflow.example.com/pipeline or http://127.0.0.1:8888 (a port-forward)."
+        ),
+    )
+    kfp_token_file: Path | None = Field(
+        default=None,
+        description=(
+            "File holding the bearer token for KFP (a ServiceAccount or projected token), "
+            "read on every request; unset: no token."
+        ),
+    )
+    kfp_namespace: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Kubeflow profile namespace of pipelines, experiments and runs (multi-user).",
+    )
+    kfp_ui_url: str | None = Field(
+        default=None,
+        description="Base of the KFP UI links printed; default: KAIZEN_KFP_HOST.",
+    )
+    kfp_ca_file: Path | None = Field(
+        default=None, description="CA bundle that signed the KFP host's TLS certificate."
+    )
+    kfp_verify_tls: bool = Field(
+        default=True, description="Verify the KFP host's TLS certificate (on by default)."
+    )
+    kfp_service_account: str = Field(
+        default="kaizen-pipeline-runner",
+        description="ServiceAccount of the pods of submitted runs; empty: KFP's default.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -127,6 +189,38 @@ class Settings(BaseSettings):
     def _empty_url_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator(
+        "kfp_host", "kfp_token_file", "kfp_namespace", "kfp_ui_url", "kfp_ca_file", mode="before"
+    )
+    @classmethod
+    def _empty_kfp_value_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("kfp_host", "kfp_ui_url")
+    @classmethod
+    def _kfp_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "expected an http(s) URL such as https://kubeflow.example.com/pipeline"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials; use KAIZEN_KFP_TOKEN_FILE")
+        return value.strip().rstrip("/")
+
+    @field_validator("deploy_server_url", "deploy_inference_service", mode="before")
+    @classmethod
+    def _empty_deploy_value_is_none(cls, value: object) -> object:
+        # A ConfigMap key that is present but empty means "not set", as for the webhook.
+        return None if value == "" else value
+
+    @property
+    def inference_service(self) -> str:
+        """The InferenceService the deploy step rolls: the configured one, or the model name."""
+        return self.deploy_inference_service or self.model_name
+
     @property
     def object_store_dir(self) -> Path:
         return self.home / "objects"
@@ -160,6 +254,8 @@ def _describe(error: ValidationError) -> str:
         got = item.get("input")
         if isinstance(got, SecretStr) or "key" in field:
             got = "***"
+        elif isinstance(got, str):  # a URL or connection string may carry credentials
+            got = redact_text(got)
         lines.append(f"{variable}: {item['msg']} (got {got!r})")
     return "invalid settings:\n  " + "\n  ".join(lines)
 

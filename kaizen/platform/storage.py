@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from kaizen.platform import minio_adapter
 from kaizen.platform.fileio import atomic_path, write_bytes_atomic
+from kaizen.platform.redaction import redact_text, redact_uri
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -339,10 +340,11 @@ class S3ObjectStore(ObjectStore):
         from minio import Minio
 
         minio_adapter.check_version()
-        if not endpoint or "://" in endpoint or "/" in endpoint:
+        if not endpoint or "://" in endpoint or "/" in endpoint or "@" in endpoint:
             raise ValueError(
-                f"S3 endpoint must be host:port without a scheme or path (TLS is chosen by "
-                f"secure=...), got {endpoint!r}"
+                f"S3 endpoint must be host:port without a scheme, path or credentials (TLS is "
+                f"chosen by secure=..., the keys by access_key/secret_key), got "
+                f"{redact_uri(endpoint)!r}"
             )
         minio_adapter.validate_bucket_name(bucket)
         if attempts < 1:
@@ -398,9 +400,7 @@ class S3ObjectStore(ObjectStore):
         return f"bucket {self.bucket!r} at {self.endpoint_url}"
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret.get_secret_value(), "***")
-        return text
+        return redact_text(text, (secret.get_secret_value() for secret in self._secrets))
 
     def _call(
         self,

@@ -9,6 +9,12 @@ to the tracking store or the registry therefore runs under :func:`store_lock`, a
 ``fcntl.flock`` on a file beside the SQLite database (or under ``KAIZEN_HOME`` for a remote
 store), and each MLflow call is retried a bounded number of times when SQLite still reports
 ``database is locked`` (another program, such as ``mlflow ui``, holding a read lock).
+
+That lock is a file lock: it serializes the processes of one host only. Pipeline runs on a
+cluster share one MLflow tracking server from many pods, each with its own lock, so nothing
+that must hold across hosts relies on it: find-or-create steps tolerate losing a race to
+another host (:func:`ensure_experiment`, the registered model), and the registry's aliases
+follow rules that concurrent writers converge on (see :mod:`kaizen.registry.models`).
 """
 
 from __future__ import annotations
@@ -306,6 +312,8 @@ def client_for(config: StoreConfig) -> Any:
 
 def ensure_experiment(client: Any, config: StoreConfig, name: str = EXPERIMENT_NAME) -> str:
     """The id of experiment ``name``, created with its artifact location if missing."""
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
@@ -314,7 +322,18 @@ def ensure_experiment(client: Any, config: StoreConfig, name: str = EXPERIMENT_N
         if experiment is not None:
             return str(experiment.experiment_id)
         location = f"{config.artifact_root}/{name}" if config.artifact_root else None
-        return str(client.create_experiment(name, artifact_location=location))
+        try:
+            return str(client.create_experiment(name, artifact_location=location))
+        except MlflowException as error:
+            # Another host (whose lock is not ours) created it between our read and write.
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise RuntimeError(
+                f"MLflow said experiment {name!r} already exists, yet cannot find it"
+            )
+        return str(experiment.experiment_id)
 
 
 def millis(iso_time: str | None) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kaizen.platform.redaction import redact_uri
 from kaizen.platform.settings import Settings
 from kaizen.registry._backend import (
     EXPERIMENT_NAME,
@@ -238,7 +239,8 @@ def status(limit: int = 10, *, settings: Settings) -> dict[str, Any]:
         settings: platform settings.
 
     Returns:
-        ``model_name``, ``tracking_uri``, ``champion``, ``challenger``,
+        ``model_name``, ``tracking_uri`` (credentials masked: it is for showing),
+        ``champion``, ``challenger``,
         ``previous_champion`` (each None or ``{version, aliases, pipeline_run_id,
         registered_at, sha256, metrics, promoted_at, promoted_by}``), ``last_rejected``
         (None or ``{version, rejected_at, rejected_by, reason}``: the latest challenger the
@@ -248,7 +250,7 @@ def status(limit: int = 10, *, settings: Settings) -> dict[str, Any]:
     by_alias = {alias: registry.by_alias(alias) for alias in (CHAMPION, CHALLENGER)}
     return {
         "model_name": registry.name,
-        "tracking_uri": store_config(settings).tracking_uri,
+        "tracking_uri": redact_uri(store_config(settings).tracking_uri),
         "champion": _version_summary(by_alias[CHAMPION]),
         "challenger": _version_summary(by_alias[CHALLENGER]),
         "previous_champion": _version_summary(registry.by_alias(PREVIOUS_CHAMPION)),

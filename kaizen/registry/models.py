@@ -12,14 +12,30 @@ size, the content digest, the pipeline run, the training-data fingerprint, the f
 service and the evaluation metrics (``metric.test_<name>``). Loading a version verifies all of
 it before Keras sees the file, and Keras loads with ``safe_mode=True``.
 
-Every mutation runs under the store's cross-process lock (see ``_backend``), so parallel
-registrations get consecutive version numbers and consistent aliases.
+Correct with several writers on several hosts (pipeline runs sharing one MLflow tracking
+server), without relying on a lock: the store lock of ``_backend`` is a file lock, shared only
+by the processes of one host. What keeps the registry consistent across hosts:
+
+* version numbers come from the tracking store, which assigns each one once;
+* registering the same model (content digest) for the same pipeline run maps to one version:
+  the lowest one; a registration that finds it created a duplicate at the same moment as
+  another host withdraws its own;
+* aliases are settled by rules over the versions, not by who wrote last: with no champion yet
+  (no version ever promoted) the *lowest* version becomes champion, and ``challenger`` names
+  the *newest* version unless that one was already judged (rejected, promoted, demoted or
+  rolled back). Every write ends by reading the versions back and correcting the aliases
+  until they match the rules (:meth:`ModelRegistry._settle_aliases`), so concurrent writers
+  converge on the same state whatever order their writes land in;
+* the canary's alias moves are conditional and idempotent
+  (:meth:`ModelRegistry.apply_canary_decision`): applying a decision twice changes nothing.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -28,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.platform.settings import Settings
 from kaizen.platform.storage import sha256_file
@@ -90,6 +106,17 @@ METRIC_TAG_PREFIX = "metric."
 
 # The export files a version is made of, in the order they are logged.
 MODEL_FILES = (MODEL_FILE, SHA256_FILE, FEATURES_FILE, METADATA_FILE)
+
+#: ``kaizen.promoted_by`` of the version that became champion by being registered first.
+FIRST_VERSION_ACTOR = "first version"
+#: How many read-correct rounds :meth:`ModelRegistry._settle_aliases` allows before giving up.
+SETTLE_ROUNDS = 20
+
+#: What :meth:`ModelRegistry.apply_canary_decision` found: it moved the aliases, they were
+#: moved already (by another replica), or the registry moved on (the decision no longer applies).
+CanaryOutcome = Literal["applied", "already applied", "superseded"]
+
+logger = logging.getLogger("kaizen.registry.models")
 
 
 class RegistryError(RuntimeError):
@@ -366,14 +393,17 @@ class ModelRegistry:
         """Register an exported model as a new version with alias ``challenger``.
 
         The model files are logged as artifacts of ``run_id`` (under
-        ``models/<digest>/``) and the version points at them. Its tags: sha256 and size of
-        ``model.keras``, content digest, pipeline run and MLflow run, round, training-data
-        fingerprint and feature service (from the pipeline run's params), every ``test_*``
-        metric of the run (``metric.test_<name>``), then ``tags``. The first version of the
-        model also becomes ``champion``.
+        ``models/<digest>/<files digest>/``) and the version points at them. Its tags: sha256
+        and size of ``model.keras``, content digest, pipeline run and MLflow run, round,
+        training-data fingerprint and feature service (from the pipeline run's params), every
+        ``test_*`` metric of the run (``metric.test_<name>``), then ``tags``. The first
+        version of the model also becomes ``champion``; ``challenger`` names the newest
+        version (see the module docstring for how both hold with concurrent registrations).
 
         Registering the same model (same content digest) from the same pipeline run again
-        returns the existing version (``existing=True``) and changes nothing.
+        returns the existing version (``existing=True``) and changes nothing, also when two
+        hosts register it at the same moment (both get the lower of the two numbers, the
+        other is withdrawn).
 
         Args:
             model_dir: a ``kaizen.training.train.train`` export folder.
@@ -414,9 +444,11 @@ class ModelRegistry:
         try:
             run = self._client.get_run(run_id)
         except MlflowException as error:
+            from kaizen.platform.redaction import redact_uri
+
             raise RegistryError(
                 f"cannot register {model_dir}: no MLflow run {run_id!r} in "
-                f"{self._config.tracking_uri}"
+                f"{redact_uri(self._config.tracking_uri)}"
             ) from error
         run_tags = dict(run.data.tags)
         pipeline_run_id = run_tags.get(TAG_PIPELINE_RUN_ID, "")
@@ -448,11 +480,17 @@ class ModelRegistry:
                 version_tags[METRIC_TAG_PREFIX + name] = repr(float(value))
         version_tags.update({str(key): str(value) for key, value in (tags or {}).items()})
 
+        # The store lock serializes this host's writers only; nothing below relies on it.
         with store_lock(self._config):
             existing = self._find_registered(digest, pipeline_run_id, run_id)
             if existing is None:
                 self._ensure_registered_model()
-                artifact_path = f"models/{digest[:16]}"
+                # Named by the files themselves: a concurrent registration of other bytes
+                # never overwrites the files this version's sha256 tags describe.
+                files_digest = hashlib.sha256(
+                    version_tags[TAG_FILES_SHA256].encode("utf-8")
+                ).hexdigest()
+                artifact_path = f"models/{digest[:16]}/{files_digest[:16]}"
                 for name in MODEL_FILES:
                     self._client.log_artifact(run_id, os.fspath(folder / name), artifact_path)
                 source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
@@ -460,31 +498,83 @@ class ModelRegistry:
                     self.name, source, run_id=run_id, tags=version_tags
                 )
                 number = int(created.version)
+                # Another host may have registered the same model for the same run at the
+                # same moment: the lowest version is the one both keep.
+                canonical = self._find_registered(digest, pipeline_run_id, run_id)
+                if canonical is not None and canonical.version < number:
+                    logger.info(
+                        "%s version %d duplicates version %d (same model, same pipeline run, "
+                        "registered concurrently); withdrawn",
+                        self.name,
+                        number,
+                        canonical.version,
+                    )
+                    self._client.delete_model_version(self.name, str(number))
+                    existing, number = canonical, canonical.version
             else:
                 number = existing.version
-            if existing is None or self._interrupted(existing):
-                self._client.set_registered_model_alias(self.name, CHALLENGER, str(number))
-                if self._alias_version(CHAMPION) is None:
-                    self._client.set_registered_model_alias(self.name, CHAMPION, str(number))
-                    self._client.set_model_version_tag(
-                        self.name, str(number), TAG_PROMOTED_AT, _now()
-                    )
-                    self._client.set_model_version_tag(
-                        self.name, str(number), TAG_PROMOTED_BY, "first version"
-                    )
-                for marked in {run_id, str(parent.info.run_id)}:
-                    self._client.set_tag(marked, TAG_REGISTERED_VERSION, str(number))
+            # Also finishes a registration interrupted before its aliases were set.
+            self._settle_aliases()
+            for marked in {run_id, str(parent.info.run_id)}:
+                self._client.set_tag(marked, TAG_REGISTERED_VERSION, str(number))
             return replace(self.get(number), existing=existing is not None)
 
-    def _interrupted(self, info: ModelVersionInfo) -> bool:
-        """True for a version whose registration stopped before its aliases were set.
+    def _settle_aliases(self) -> None:
+        """Set ``champion`` (when there is none yet) and ``challenger`` by the rules.
 
-        Such a version is the newest, has no alias and was never promoted or demoted; a
-        retried registration finishes it instead of leaving it unreachable.
+        * No champion alias and no version ever promoted: the lowest version becomes
+          champion (promoted by ``first version``).
+        * ``challenger`` names the newest version if :func:`_awaits_judgement`, else nothing.
+
+        Both are functions of the versions and their tags, never of who wrote last. Each
+        round reads the registry and corrects what differs; it stops after a round that
+        found nothing to correct. As every writer ends with such a round, the last writer
+        to read sees every other writer's changes, so concurrent writers on several hosts
+        leave the same aliases as serialized writers would.
+
+        Raises:
+            RegistryError: the aliases still changed after :data:`SETTLE_ROUNDS` rounds.
         """
-        if info.aliases or TAG_PROMOTED_AT in info.tags or TAG_DEMOTED_AT in info.tags:
-            return False
-        return max(version.version for version in self.versions()) == info.version
+        from mlflow.exceptions import MlflowException
+
+        for _ in range(SETTLE_ROUNDS):
+            versions = self.versions()
+            if not versions:
+                return
+            current = {alias: info.version for info in versions for alias in info.aliases}
+            corrected = False
+            try:
+                if CHAMPION not in current and not any(
+                    TAG_PROMOTED_AT in info.tags for info in versions
+                ):
+                    first = str(versions[0].version)
+                    # Alias before tags: whoever sees the tag also sees the alias.
+                    self._client.set_registered_model_alias(self.name, CHAMPION, first)
+                    self._client.set_model_version_tag(self.name, first, TAG_PROMOTED_AT, _now())
+                    self._client.set_model_version_tag(
+                        self.name, first, TAG_PROMOTED_BY, FIRST_VERSION_ACTOR
+                    )
+                    corrected = True
+                newest = versions[-1]
+                wanted = newest.version if _awaits_judgement(newest) else None
+                if current.get(CHALLENGER) != wanted:
+                    if wanted is None:
+                        self._client.delete_registered_model_alias(self.name, CHALLENGER)
+                    else:
+                        self._client.set_registered_model_alias(self.name, CHALLENGER, str(wanted))
+                    corrected = True
+            except MlflowException as error:
+                # A version or alias went away meanwhile (a duplicate withdrawn, an alias
+                # removed by another writer): read again.
+                if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise
+                corrected = True
+            if not corrected:
+                return
+        raise RegistryError(
+            f"the aliases of {self.name!r} still changed after {SETTLE_ROUNDS} rounds of "
+            f"corrections; other writers keep moving them, try again"
+        )
 
     def _find_registered(
         self, digest: str, pipeline_run_id: str, run_id: str
@@ -516,9 +606,14 @@ class ModelRegistry:
         except MlflowException as error:
             if error.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            self._client.create_registered_model(
-                self.name, description="Kaizen card-fraud model: champion/challenger versions."
-            )
+            try:
+                self._client.create_registered_model(
+                    self.name, description="Kaizen card-fraud model: champion/challenger versions."
+                )
+            except MlflowException as created:
+                # Another host created it between our read and our write.
+                if created.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
 
     # ----- promotion -------------------------------------------------------------------
 
@@ -562,6 +657,8 @@ class ModelRegistry:
                 self._client.set_model_version_tag(self.name, str(current), TAG_DEMOTED_BY, who)
             if self._alias_version(CHALLENGER) == target.version:
                 self._client.delete_registered_model_alias(self.name, CHALLENGER)
+            # That conditional removal may have raced with a registration on another host.
+            self._settle_aliases()
             return PromotionResult(self.name, target.version, current, True, who, at)
 
     def rollback(self, *, actor: str | None = None) -> PromotionResult:
@@ -666,7 +763,72 @@ class ModelRegistry:
             for key, value in tags.items():
                 self._client.set_model_version_tag(self.name, str(number), key, value)
             self._client.delete_registered_model_alias(self.name, CHALLENGER)
+            # A registration on another host may have moved the alias between the check
+            # above and the removal: put it back on the newest version if that one waits.
+            self._settle_aliases()
             return self.get(number)
+
+    def apply_canary_decision(
+        self,
+        version: int,
+        action: Literal["promote", "rollback"],
+        reason: str,
+        *,
+        judged_against: int,
+        actor: str,
+    ) -> CanaryOutcome:
+        """Carry out a canary's decision about challenger ``version``, idempotently.
+
+        Every replica of a server applies the same recorded decision (see
+        :mod:`kaizen.serving.canary`); whichever comes first moves the aliases, the others
+        find them moved and change nothing.
+
+        * ``promote``: ``champion`` := ``version`` (through :meth:`promote`, which removes
+          the challenger alias only if it still names ``version``), but only while the
+          challenger alias still names it and the champion is still ``judged_against``.
+        * ``rollback``: the challenger alias is removed only if it still names ``version``,
+          and the version is tagged rejected (:meth:`reject_challenger`).
+
+        Args:
+            version: The challenger version the decision is about.
+            action: ``promote`` or ``rollback``.
+            reason: Why (recorded on a rejected version).
+            judged_against: The champion version the challenger was compared with.
+            actor: Who decided (``canary``).
+
+        Returns:
+            ``applied`` (this call moved the aliases), ``already applied`` (they were moved
+            before: nothing changed) or ``superseded`` (the aliases moved on meanwhile, for
+            instance a newer challenger or another champion: nothing changed).
+
+        Raises:
+            ValueError: ``action`` is neither ``promote`` nor ``rollback``.
+            ModelVersionNotFoundError: no such version.
+            ModelIntegrityError: a promoted version's files fail verification.
+        """
+        if action not in ("promote", "rollback"):
+            raise ValueError(f"a canary decision is 'promote' or 'rollback', got {action!r}")
+        info = self.get(version)
+        aliases = self.alias_versions()
+        if action == "promote":
+            if aliases.get(CHAMPION) == version:
+                return "already applied"
+            if aliases.get(CHALLENGER) != version or aliases.get(CHAMPION) != judged_against:
+                return "superseded"
+            result = self.promote(version, actor=actor)
+            return "applied" if result.changed else "already applied"
+        if TAG_REJECTED_AT in info.tags and aliases.get(CHALLENGER) != version:
+            return "already applied"
+        if aliases.get(CHALLENGER) != version:
+            return "superseded"
+        try:
+            self.reject_challenger(version, reason, actor=actor)
+        except RegistryError:
+            # Another replica rejected it between our read and our write.
+            if TAG_REJECTED_AT in self.get(version).tags:
+                return "already applied"
+            raise
+        return "applied"
 
     # ----- loading -----------------------------------------------------------------------
 
@@ -750,6 +912,18 @@ class ModelRegistry:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return model, info
+
+
+def _awaits_judgement(info: ModelVersionInfo) -> bool:
+    """True for a version nobody has judged yet: it may be (or stay) the challenger.
+
+    A version is judged once it was rejected, demoted or rolled back, or promoted other than
+    as the first version (which is champion and challenger at once).
+    """
+    tags = info.tags
+    if TAG_REJECTED_AT in tags or TAG_DEMOTED_AT in tags or TAG_ROLLED_BACK_AT in tags:
+        return False
+    return TAG_PROMOTED_AT not in tags or tags.get(TAG_PROMOTED_BY) == FIRST_VERSION_ACTOR
 
 
 def _check_export(folder: Path, shown: Path) -> tuple[str, int, str]:

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import SecretStr
 
+from kaizen.platform.redaction import MASK, redact_text
+
 # Inside the containers: the image's own KAIZEN_HOME (per container, as on a cluster where a
 # pod's filesystem goes with the pod) and the folder every task shares (a volume on a cluster).
 CONTAINER_HOME = "/var/lib/kaizen"
 SHARED_MOUNT = "/var/lib/kaizen-shared"
 FEAST_CONFIG = "/app/feature_repo/envs/volume/feature_store.yaml"
-MASK = "***"
 # Variables whose whole value is a credential.
 SECRET_VARIABLES = frozenset(
     {"KAIZEN_S3_ACCESS_KEY", "KAIZEN_S3_SECRET_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
@@ -101,8 +102,9 @@ def secret_values(environment: Mapping[str, str]) -> set[str]:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, MASK)
-    return text
+    """``text`` with each secret, and any credential in a URI or connection string, as ``***``.
+
+    The platform's one redaction (:func:`kaizen.platform.redaction.redact_text`), given the
+    rehearsal's own credentials.
+    """
+    return redact_text(text, secrets)

@@ -24,17 +24,39 @@ The rules, in the order they are applied:
 6. Otherwise **promote**.
 
 Every limit is inclusive: a challenger exactly at a limit passes it.
+
+**One decision for several replicas.** Each replica of a server judges from its own traffic
+and feedback, so two replicas may judge the same challenger differently. The first decision
+about a challenger version is recorded once, in a write-once object at
+``canary/<model>/<challenger version>/decision.json`` (:func:`record_decision`): the object
+store refuses a second write of a versioned key, also between hosts (S3's conditional write
+``If-None-Match: *``, a hard link on a local disk). Whoever wrote it applies it; every other
+replica reads it back and applies *it*, not its own judgement. The alias moves are
+idempotent (:meth:`kaizen.registry.models.ModelRegistry.apply_canary_decision`), so however
+many replicas apply a decision, the registry ends in the one recorded state.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import socket
 import threading
 from collections import deque
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from kaizen.platform.storage import ObjectStore
 
 Action = Literal["wait", "promote", "rollback"]
+FinalAction = Literal["promote", "rollback"]
+
+#: Folder of the decision records in the object store.
+DECISIONS_PREFIX = "canary"
+DECISION_FILE = "decision.json"
 
 DEFAULT_LATENCY_WINDOW = 2048
 
@@ -310,3 +332,147 @@ def judge(champion: VariantStats, challenger: VariantStats, policy: CanaryPolicy
         f"{accuracy}",
         "passed",
     )
+
+
+# ----- the recorded decision --------------------------------------------------------------
+
+
+def decision_key(model: str, version: int) -> str:
+    """``canary/<model>/<version>/decision.json``: where the decision about a challenger lives."""
+    return f"{DECISIONS_PREFIX}/{model}/{version}/{DECISION_FILE}"
+
+
+@dataclass(frozen=True)
+class CanaryRecord:
+    """The decision about one challenger version, as recorded for every replica.
+
+    Attributes:
+        model: The model name.
+        challenger_version: The version judged.
+        champion_version: The champion it was judged against.
+        action: ``promote`` or ``rollback``.
+        rule: The rule that decided (see :class:`CanaryDecision`).
+        reason: The numbers that decided it, in words.
+        decided_by: The replica that recorded it (host name and pid: the pod name on
+            Kubernetes).
+        decided_at: When, ISO 8601 UTC.
+    """
+
+    model: str
+    challenger_version: int
+    champion_version: int
+    action: FinalAction
+    rule: str
+    reason: str
+    decided_by: str
+    decided_at: str
+
+    @classmethod
+    def of(
+        cls, model: str, challenger_version: int, champion_version: int, decision: CanaryDecision
+    ) -> CanaryRecord:
+        """The record of this replica's final ``decision`` (never ``wait``).
+
+        Raises:
+            ValueError: ``decision`` is ``wait``.
+        """
+        if decision.action not in ("promote", "rollback"):
+            raise ValueError(f"only a promote or rollback is recorded, got {decision.action!r}")
+        return cls(
+            model=model,
+            challenger_version=challenger_version,
+            champion_version=champion_version,
+            action=decision.action,
+            rule=decision.rule,
+            reason=decision.reason,
+            decided_by=f"{socket.gethostname()} pid {os.getpid()}",
+            decided_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        )
+
+    def to_json(self) -> bytes:
+        """The record as UTF-8 JSON."""
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> CanaryRecord:
+        """Read a record back, checking every field.
+
+        Args:
+            data: The stored bytes.
+            where: The object's URI, for error messages.
+
+        Raises:
+            ValueError: not JSON, or a field missing or of the wrong kind, naming ``where``,
+                the field, what was expected and what was found.
+        """
+        try:
+            body: Any = json.loads(data)
+        except (ValueError, RecursionError) as error:
+            raise ValueError(
+                f"{where}: not a canary decision record: malformed JSON ({error})"
+            ) from None
+        if not isinstance(body, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(body).__name__}")
+        expected: dict[str, type] = {
+            "model": str,
+            "challenger_version": int,
+            "champion_version": int,
+            "action": str,
+            "rule": str,
+            "reason": str,
+            "decided_by": str,
+            "decided_at": str,
+        }
+        problems = []
+        for name, kind in expected.items():
+            value = body.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+                problems.append(f"{name}: expected {kind.__name__}, got {got}")
+        if not problems and body["action"] not in ("promote", "rollback"):
+            problems.append(f"action: expected 'promote' or 'rollback', got {body['action']!r}")
+        if problems:
+            raise ValueError(f"{where}: invalid canary decision record: " + "; ".join(problems))
+        return cls(**{name: body[name] for name in expected})
+
+
+def record_decision(store: ObjectStore, record: CanaryRecord) -> tuple[CanaryRecord, bool]:
+    """Record ``record`` unless a decision about that challenger exists; return the one that holds.
+
+    Args:
+        store: The object store every replica shares (``open_store(settings)``).
+        record: This replica's decision.
+
+    Returns:
+        The recorded decision and True when it is ``record`` (this replica wrote it), or the
+        decision another replica recorded first and False.
+
+    Raises:
+        kaizen.platform.storage.StorageError: the store cannot be reached or read.
+        ValueError: the record found is not a valid decision record.
+    """
+    from kaizen.platform.storage import KeyExistsError
+
+    key = decision_key(record.model, record.challenger_version)
+    try:
+        store.put_bytes(key, record.to_json())
+    except KeyExistsError:
+        return CanaryRecord.from_json(store.get_bytes(key), store.uri(key)), False
+    return record, True
+
+
+def recorded_decision(store: ObjectStore, model: str, version: int) -> CanaryRecord | None:
+    """The decision recorded about challenger ``version`` of ``model``, or None.
+
+    Raises:
+        kaizen.platform.storage.StorageError: the store cannot be reached or read.
+        ValueError: the record found is not a valid decision record.
+    """
+    from kaizen.platform.storage import KeyNotFoundError
+
+    key = decision_key(model, version)
+    try:
+        data = store.get_bytes(key)
+    except KeyNotFoundError:
+        return None
+    return CanaryRecord.from_json(data, store.uri(key))

@@ -13,11 +13,18 @@ the challenger with probability ``policy.share`` (a seeded RNG), the champion ot
 
 After every request with a challenger present, :func:`kaizen.serving.canary.judge` compares
 the two records. A ``promote`` or ``rollback`` decision is taken once per challenger and
-carried out off the request path by the router's control thread: promote moves the
-registry's ``champion`` alias (``actor="canary"``) and sends all traffic to the new
-champion; rollback withdraws the challenger
-(:meth:`~kaizen.registry.models.ModelRegistry.reject_challenger`, which records the reason),
-drops it and sends the reason to the notifier (``KAIZEN_WEBHOOK_URL``).
+carried out off the request path by the router's control thread. It is first recorded in
+the object store (:func:`kaizen.serving.canary.record_decision`): when another replica
+recorded a decision about the same version first, this router applies that one instead of
+its own, so several replicas reach one decision. Promote moves the registry's ``champion``
+alias (``actor="canary"``) and sends all traffic to the new champion; rollback withdraws the
+challenger (which records the reason) and drops it; both go through
+:meth:`~kaizen.registry.models.ModelRegistry.apply_canary_decision`, which changes nothing
+when another replica applied the decision already. The replica that recorded the decision
+sends it to the notifier (``KAIZEN_WEBHOOK_URL``), the others do not. A decision that cannot
+be recorded (object store unreachable) moves nothing: the challenger gets no more traffic
+here and recording is retried at every poll. A challenger whose version already has a
+recorded decision is never canaried again: the decision is applied instead.
 
 The same control thread polls the registry aliases every ``reload_interval`` seconds and
 loads a version an alias moved to before swapping it in: a request keeps the predictor it
@@ -55,7 +62,15 @@ from kserve.protocol.infer_type import InferResponse
 
 from kaizen.platform.names import DEFAULT_MODEL_NAME
 from kaizen.serving import metrics
-from kaizen.serving.canary import CanaryDecision, CanaryPolicy, VariantStats, judge
+from kaizen.serving.canary import (
+    CanaryDecision,
+    CanaryPolicy,
+    CanaryRecord,
+    VariantStats,
+    judge,
+    record_decision,
+    recorded_decision,
+)
 from kaizen.serving.errors import PredictionFailedError, RequestTimeoutError
 from kaizen.serving.predictor import (
     DEFAULT_THRESHOLD,
@@ -66,6 +81,7 @@ from kaizen.serving.schema import DEFAULT_MAX_BATCH, MAX_FEEDBACK_ITEMS
 
 if TYPE_CHECKING:
     from kaizen.platform.settings import Settings
+    from kaizen.platform.storage import ObjectStore
     from kaizen.registry.models import ModelRegistry
 
 logger = logging.getLogger("kaizen.serving.router")
@@ -167,6 +183,9 @@ class ModelRouter(kserve.Model):
         self._rng = random.Random(seed)
         self._serving: _Serving | None = None
         self._registry_instance: ModelRegistry | None = None
+        self._store_instance: ObjectStore | None = None
+        # Decisions judged here that could not be recorded yet; retried at every poll.
+        self._unrecorded: list[tuple[_Variant, _Variant, CanaryDecision]] = []
         # Guards swaps of _serving and each challenger's "decided" flag.
         self._lock = threading.Lock()
         self._control: queue.Queue[Any] = queue.Queue()
@@ -189,6 +208,13 @@ class ModelRouter(kserve.Model):
 
             self._registry_instance = ModelRegistry(self._settings)
         return self._registry_instance
+
+    def _store(self) -> ObjectStore:
+        if self._store_instance is None:
+            from kaizen.platform.storage import open_store
+
+            self._store_instance = open_store(self._settings)
+        return self._store_instance
 
     def _new_predictor(
         self, version: int | str, *, fallback_to_last_good: bool = False
@@ -239,7 +265,11 @@ class ModelRouter(kserve.Model):
         challenger = None
         if self.canary and champion_info is not None:
             info = registry.by_alias(CHALLENGER)
-            if info is not None and info.version != champion.model_version:
+            if (
+                info is not None
+                and info.version != champion.model_version
+                and not self._decided_elsewhere(info.version)
+            ):
                 challenger = self._try_load(info.version, CHALLENGER)
         self._install(champion, challenger)
         self.ready = True
@@ -282,6 +312,7 @@ class ModelRouter(kserve.Model):
             try:
                 if item is None:
                     self.reload()
+                    self._retry_unrecorded()
                 else:
                     self._apply_decision(*item)
             except Exception:
@@ -330,7 +361,7 @@ class ModelRouter(kserve.Model):
                     current.version,
                 )
                 self._drop_challenger(current)
-        elif current is None or current.version != wanted:
+        elif (current is None or current.version != wanted) and not self._decided_elsewhere(wanted):
             predictor = self._try_load(wanted, CHALLENGER)
             if predictor is not None:
                 self._install(serving.champion.predictor, predictor)
@@ -467,47 +498,170 @@ class ModelRouter(kserve.Model):
     def _apply_decision(
         self, champion: _Variant, challenger: _Variant, decision: CanaryDecision
     ) -> None:
-        from kaizen.registry.models import CHALLENGER, RegistryError
+        """Record this router's decision (or find another replica's) and carry it out."""
+        from kaizen.platform.storage import StorageError
 
-        registry = self._registry()
         version = challenger.version
-        if decision.action == "rollback":
-            self._withdrawn.add(version)
-            self._drop_challenger(challenger)
-            try:
-                registry.reject_challenger(version, decision.reason, actor=CANARY_ACTOR)
-            except RegistryError as error:
-                logger.warning("model router %s: registry left as it is: %s", self.name, error)
-            self._notify("ROLLED_BACK", "rolled back", champion, challenger, decision)
+        # The challenger is "decided": it gets no traffic until the decision is carried out.
+        mine = CanaryRecord.of(self.name, version, champion.version, decision)
+        try:
+            record, ours = record_decision(self._store(), mine)
+        except StorageError as error:
+            logger.error(
+                "model router %s: cannot record the decision to %s version %d, so it is not "
+                "applied; the challenger gets no traffic here and recording is retried every "
+                "%g s: %s",
+                self.name,
+                decision.action,
+                version,
+                self.reload_interval,
+                error,
+            )
+            self._unrecorded.append((champion, challenger, decision))
             return
-        current = registry.by_alias(CHALLENGER)
-        if current is None or current.version != version:
-            logger.warning(
-                "model router %s: not promoting version %d: the challenger alias now names %s",
+        except ValueError as error:
+            logger.error(
+                "model router %s: the recorded decision about version %d is unreadable; "
+                "nothing applied, the challenger gets no traffic here: %s",
                 self.name,
                 version,
-                f"version {current.version}" if current is not None else "nothing",
+                error,
             )
-            self._drop_challenger(challenger)
-            return
-        try:
-            registry.promote(version, actor=CANARY_ACTOR)
-        except Exception as error:
             self._withdrawn.add(version)
             self._drop_challenger(challenger)
+            return
+        if not ours:
+            logger.info(
+                "model router %s: judged %s for version %d, follows the decision to %s "
+                "recorded by %s at %s: %s",
+                self.name,
+                decision.action,
+                version,
+                record.action,
+                record.decided_by,
+                record.decided_at,
+                record.reason,
+            )
+        self._carry_out(record, champion, challenger, notify=ours)
+
+    def _retry_unrecorded(self) -> None:
+        pending, self._unrecorded = self._unrecorded, []
+        for champion, challenger, decision in pending:
+            self._apply_decision(champion, challenger, decision)
+
+    def _carry_out(
+        self,
+        record: CanaryRecord,
+        champion: _Variant | None,
+        challenger: _Variant | None,
+        *,
+        notify: bool,
+    ) -> None:
+        """Apply a recorded decision to the registry and to what this router serves.
+
+        ``champion`` and ``challenger`` are the variants this router judged, or None when it
+        follows a record about a version it never served.
+        """
+        version = record.challenger_version
+        registry = self._registry()
+        if record.action == "rollback":
+            self._withdrawn.add(version)
+            if challenger is not None:
+                self._drop_challenger(challenger)
+            try:
+                registry.apply_canary_decision(
+                    version,
+                    "rollback",
+                    record.reason,
+                    judged_against=record.champion_version,
+                    actor=CANARY_ACTOR,
+                )
+            except Exception as error:
+                logger.warning("model router %s: registry left as it is: %s", self.name, error)
+            if notify and champion is not None and challenger is not None:
+                self._notify("ROLLED_BACK", "rolled back", champion, challenger, record)
+            return
+        try:
+            outcome = registry.apply_canary_decision(
+                version,
+                "promote",
+                record.reason,
+                judged_against=record.champion_version,
+                actor=CANARY_ACTOR,
+            )
+        except Exception as error:
+            self._withdrawn.add(version)
+            if challenger is not None:
+                self._drop_challenger(challenger)
             logger.error(
                 "model router %s: promoting version %d failed, champion %d keeps serving: %s",
                 self.name,
                 version,
-                champion.version,
+                record.champion_version,
                 error,
             )
             return
+        if outcome == "superseded":
+            self._withdrawn.add(version)
+            aliases = registry.alias_versions()
+            logger.warning(
+                "model router %s: not promoting version %d: the registry moved on (champion "
+                "%s, challenger %s)",
+                self.name,
+                version,
+                aliases.get("champion", "none"),
+                aliases.get("challenger", "none"),
+            )
+            if challenger is not None:
+                self._drop_challenger(challenger)
+            return
         with self._lock:
-            still_ours = self._serving is not None and self._serving.challenger is challenger
-        if still_ours:
+            still_ours = (
+                challenger is not None
+                and self._serving is not None
+                and self._serving.challenger is challenger
+            )
+        if still_ours and challenger is not None:
             self._install(challenger.predictor, None)
-        self._notify("SUCCEEDED", "promoted", champion, challenger, decision)
+        # A router that never loaded the version swaps it in at its next poll (hot reload).
+        if notify and champion is not None and challenger is not None:
+            self._notify("SUCCEEDED", "promoted", champion, challenger, record)
+
+    def _decided_elsewhere(self, version: int) -> bool:
+        """True (and the decision applied) when a decision about ``version`` is recorded.
+
+        Asked before a challenger is loaded: a version another replica (or an earlier run of
+        this server) already judged is not canaried again.
+        """
+        from kaizen.platform.storage import StorageError
+
+        if version in self._withdrawn:
+            return True
+        try:
+            record = recorded_decision(self._store(), self.name, version)
+        except (StorageError, ValueError) as error:
+            logger.warning(
+                "model router %s: cannot read the recorded decision about version %d, "
+                "canarying it: %s",
+                self.name,
+                version,
+                error,
+            )
+            return False
+        if record is None:
+            return False
+        logger.info(
+            "model router %s: version %d was judged already (%s, recorded by %s at %s); "
+            "applying that decision instead of a canary",
+            self.name,
+            version,
+            record.action,
+            record.decided_by,
+            record.decided_at,
+        )
+        self._withdrawn.add(version)
+        self._carry_out(record, None, None, notify=False)
+        return True
 
     def _notify(
         self,
@@ -515,7 +669,7 @@ class ModelRouter(kserve.Model):
         verb: str,
         champion: _Variant,
         challenger: _Variant,
-        decision: CanaryDecision,
+        decision: CanaryRecord,
     ) -> None:
         from kaizen.platform.notify import Notification, notify
 

@@ -17,18 +17,29 @@ Decisions worth knowing:
   A digest is used rather than comparing specs because Katib's webhook fills in defaults
   on the server. Anything else with the same name is refused with a
   :class:`KatibConflictError`; nothing is overwritten.
+- **A terminating Experiment is never adopted.** Deleting an Experiment on a real API server
+  is not instant: it gets a ``metadata.deletionTimestamp`` and stays, with its finalizers
+  (``foregroundDeletion`` while its Trials go under foreground deletion, Katib's
+  ``update-prometheus-metrics`` until Katib's controller has seen the delete), and creating
+  one with its name answers 409 meanwhile. A retried tune step whose earlier attempt
+  deleted its Experiment therefore waits (polling, up to ``deletion_timeout_s``) until that
+  Experiment is gone, then creates it anew; on timeout :class:`KatibTerminatingError` names
+  the Experiment and the finalizers still holding it.
 - **Errors name the cause.** 401/403 become :class:`KatibAccessError` naming the
-  namespace and the RBAC permission that is missing (a Katib admission-webhook denial,
-  which is also a 403, becomes :class:`KatibRejectedError` with Katib's message);
+  namespace and the RBAC permission that is missing. An admission-webhook denial becomes
+  :class:`KatibRejectedError` with the webhook's message, whatever its code: Katib's own
+  validator answers 400 (``admission webhook "validator.experiment.katib.kubeflow.org"
+  denied the request: ...``), policy webhooks such as Gatekeeper's answer 403;
   connection failures, 429 and 5xx answers are retried a bounded number of times with
   exponential backoff, then raise :class:`KatibUnreachableError`.
 - **Cleanup.** :meth:`KatibLauncher.run` deletes the Experiment (propagation Foreground,
   so its Trials and their Jobs go too) after it finished, failed, timed out or was
   interrupted, unless ``keep=True``. :meth:`KatibLauncher.wait` on its own never deletes:
   on timeout the Experiment is left running and the error says how to look at it.
-- **No secrets in output.** Messages never include request headers, and any bearer token
-  or password of the client configuration that could still slip into a message is
-  replaced by ``***``.
+- **No secrets in output.** Messages never include request headers; any bearer token or
+  password of the client configuration that could still slip into a message, and any
+  credential in a URI (the API server address included), is replaced by ``***``
+  (:func:`kaizen.platform.redaction.redact_text`).
 - **No global state.** Constructors load kubeconfig / in-cluster credentials into a fresh
   ``kubernetes.client.Configuration``; the client's process-wide default is never touched.
 """
@@ -52,6 +63,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from kaizen.platform.redaction import redact_text, redact_uri
 from kaizen.tuning.result import (
     ExperimentResult,
     ExperimentStatus,
@@ -76,6 +88,10 @@ EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 SPEC_DIGEST_ANNOTATION = "kaizen-mlops/spec-sha256"
 #: Katib's condition reason when the objective goal ended the Experiment.
 GOAL_REACHED_REASON = "ExperimentGoalReached"
+#: The finalizer the API server adds while a foreground deletion removes the dependents.
+FOREGROUND_DELETION_FINALIZER = "foregroundDeletion"
+#: The finalizer Katib's experiment controller puts on every Experiment (removed on delete).
+KATIB_EXPERIMENT_FINALIZER = "update-prometheus-metrics"
 #: Katib writes this string for a metric that was never reported.
 UNAVAILABLE_METRIC = "unavailable"
 DEFAULT_NAMESPACE = "kubeflow"
@@ -114,6 +130,44 @@ class KatibNotFoundError(KatibError):
 
 class KatibUnreachableError(KatibError):
     """The API server did not answer usefully within the bounded retries."""
+
+
+class KatibTerminatingError(KatibError, TimeoutError):
+    """An Experiment of the same name was still being deleted when the wait for it ran out.
+
+    Attributes:
+        name: the Experiment's name.
+        namespace: its namespace.
+        timeout_s: how long we waited for it to go.
+        finalizers: the finalizers still holding it when we gave up.
+    """
+
+    def __init__(
+        self, *, name: str, namespace: str, timeout_s: float, finalizers: Sequence[str]
+    ) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.timeout_s = timeout_s
+        self.finalizers = list(finalizers)
+        held_by = ", ".join(self.finalizers) or "none (the API server should remove it soon)"
+        hints = []
+        if FOREGROUND_DELETION_FINALIZER in self.finalizers:
+            hints.append(
+                f"'{FOREGROUND_DELETION_FINALIZER}' stays until its Trials are gone: `kubectl "
+                f"-n {namespace} get trials -l {EXPERIMENT_LABEL}={name}`"
+            )
+        if KATIB_EXPERIMENT_FINALIZER in self.finalizers:
+            hints.append(
+                f"'{KATIB_EXPERIMENT_FINALIZER}' is removed by Katib's controller: check that "
+                "katib-controller is running (`kubectl -n kubeflow get deploy katib-controller`)"
+            )
+        super().__init__(
+            f"Katib Experiment {namespace}/{name} is still being deleted after "
+            f"{timeout_s:g}s (finalizers: {held_by}); a new Experiment with that name cannot "
+            f"be created until it is gone. {'; '.join(hints) + '. ' if hints else ''}"
+            f"Look at it with `kubectl -n {namespace} get experiment {name} -o yaml`, then run "
+            "the step again"
+        )
 
 
 class KatibTimeoutError(KatibError, TimeoutError):
@@ -421,6 +475,9 @@ class KatibLauncher:
         attempts: tries per API call on connection errors, 429 and 5xx answers (>= 1).
         backoff_s: wait before the second try; doubled each time, capped at 10 s.
         request_timeout_s: per-request connect/read timeout.
+        deletion_timeout_s: how long :meth:`launch` waits for an Experiment of the same name
+            that is being deleted to disappear before creating it anew.
+        deletion_poll_s: time between checks while waiting for that.
     """
 
     def __init__(
@@ -431,16 +488,25 @@ class KatibLauncher:
         attempts: int = 5,
         backoff_s: float = 1.0,
         request_timeout_s: float = 30.0,
+        deletion_timeout_s: float = 600.0,
+        deletion_poll_s: float = 2.0,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
         if not namespace:
             raise ValueError("namespace must not be empty")
+        if deletion_timeout_s < 0 or deletion_poll_s <= 0:
+            raise ValueError(
+                "deletion_timeout_s must be >= 0 and deletion_poll_s > 0, got "
+                f"{deletion_timeout_s} and {deletion_poll_s}"
+            )
         self.api_client = api_client if api_client is not None else _default_api_client()
         self.namespace = namespace
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.request_timeout_s = request_timeout_s
+        self.deletion_timeout_s = deletion_timeout_s
+        self.deletion_poll_s = deletion_poll_s
         self._api = kubernetes.client.CustomObjectsApi(self.api_client)
 
     # -- constructors -------------------------------------------------------------------------
@@ -460,7 +526,8 @@ class KatibLauncher:
             context: kubeconfig context; None for the current context.
             config_file: kubeconfig path(s); None for ``$KUBECONFIG`` or ``~/.kube/config``.
             namespace: target namespace; None for the context's namespace, else ``kubeflow``.
-            **options: ``attempts``, ``backoff_s``, ``request_timeout_s`` of the launcher.
+            **options: ``attempts``, ``backoff_s``, ``request_timeout_s``,
+                ``deletion_timeout_s``, ``deletion_poll_s`` of the launcher.
 
         Raises:
             KatibConfigError: no kubeconfig, or the context does not exist.
@@ -491,7 +558,8 @@ class KatibLauncher:
 
         Args:
             namespace: target namespace; None for the pod's own namespace, else ``kubeflow``.
-            **options: ``attempts``, ``backoff_s``, ``request_timeout_s`` of the launcher.
+            **options: ``attempts``, ``backoff_s``, ``request_timeout_s``,
+                ``deletion_timeout_s``, ``deletion_poll_s`` of the launcher.
 
         Raises:
             KatibConfigError: not running inside a Kubernetes pod with a service account.
@@ -532,14 +600,21 @@ class KatibLauncher:
             **overrides: per-run overrides (:class:`kaizen.tuning.spec.ExperimentOverrides`;
                 ``name_suffix`` keeps runs from colliding); the namespace is the launcher's.
 
+        When an Experiment with the same name exists, it is adopted (waited for instead of
+        created) only if it carries our spec digest and is not being deleted; one that is
+        being deleted is waited out (``deletion_timeout_s``), then the Experiment is created
+        anew.
+
         Returns:
             The Experiment's name (with the suffix).
 
         Raises:
             kaizen.tuning.spec.ExperimentSpecError: the body or an override is invalid.
             KatibConflictError: another Experiment with that name exists (ours is adopted).
+            KatibTerminatingError: one with that name was still being deleted after
+                ``deletion_timeout_s``.
             KatibAccessError: 401/403 from the API server.
-            KatibRejectedError: the API server or Katib's webhook refused the Experiment.
+            KatibRejectedError: the API server or an admission webhook refused it.
             KatibNotFoundError: the namespace or the Katib CRDs do not exist.
             KatibUnreachableError: the API server did not answer within the retries.
         """
@@ -549,30 +624,48 @@ class KatibLauncher:
         name = str(experiment["metadata"]["name"])
         digest = spec_digest(experiment)
         experiment["metadata"].setdefault("annotations", {})[SPEC_DIGEST_ANNOTATION] = digest
-        try:
-            self._call(
-                "create",
-                name,
-                self._api.create_namespaced_custom_object,
-                GROUP,
-                VERSION,
+        deletion_deadline: float | None = None
+        # Each round either creates, adopts, refuses, waits out a deletion (bounded by the
+        # deadline) or finds the name free again; the bound only stops a pathological race
+        # with someone else creating and deleting the same name over and over.
+        for _ in range(self.attempts + 1):
+            try:
+                self._call(
+                    "create",
+                    name,
+                    self._api.create_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    EXPERIMENTS,
+                    experiment,
+                )
+            except ApiException as err:
+                if err.status != 409:
+                    raise self._api_error(err, "create", name) from None
+                existing = self._existing(name)
+                if existing is None:
+                    continue  # deleted between our create and our read: try again
+                if _deletion_timestamp(existing):
+                    if deletion_deadline is None:
+                        deletion_deadline = time.monotonic() + self.deletion_timeout_s
+                    self._wait_until_gone(name, existing, deletion_deadline)
+                    continue
+                self._adopt(name, digest, existing)
+                return name
+            logger.info(
+                "created Katib Experiment %s/%s (%s trials, %s in parallel)",
                 self.namespace,
-                EXPERIMENTS,
-                experiment,
+                name,
+                experiment["spec"].get("maxTrialCount"),
+                experiment["spec"].get("parallelTrialCount"),
             )
-        except ApiException as err:
-            if err.status != 409:
-                raise self._api_error(err, "create", name) from None
-            self._adopt(name, digest)
             return name
-        logger.info(
-            "created Katib Experiment %s/%s (%s trials, %s in parallel)",
-            self.namespace,
-            name,
-            experiment["spec"].get("maxTrialCount"),
-            experiment["spec"].get("parallelTrialCount"),
+        raise KatibConflictError(
+            f"could not create Katib Experiment {self.namespace}/{name}: the name kept being "
+            f"taken and freed again over {self.attempts + 1} tries; is another process "
+            "creating and deleting Experiments with this name?"
         )
-        return name
 
     def wait(self, name: str, timeout_s: float, poll_s: float = 5.0) -> ExperimentResult:
         """Poll the Experiment until Katib marks it Succeeded or Failed.
@@ -590,7 +683,8 @@ class KatibLauncher:
 
         Raises:
             KatibTimeoutError: not finished within ``timeout_s``; it is left running.
-            KatibNotFoundError: the Experiment does not exist (any more).
+            KatibNotFoundError: the Experiment does not exist (any more), or is being deleted
+                before it finished.
             KatibAccessError, KatibUnreachableError: as for :meth:`launch`.
         """
         deadline = time.monotonic() + timeout_s
@@ -602,8 +696,19 @@ class KatibLauncher:
             if progress != last_progress:
                 logger.info("Katib Experiment %s/%s: %s", self.namespace, name, progress)
                 last_progress = progress
+            deleting = _deletion_timestamp(experiment)
+            if deleting and state not in ("Succeeded", "Failed"):
+                raise KatibNotFoundError(
+                    f"Katib Experiment {self.namespace}/{name} is being deleted (since "
+                    f"{deleting}, finalizers: {', '.join(_finalizers(experiment)) or 'none'}) "
+                    f"before it finished ({progress}); someone ran `kubectl delete experiment "
+                    f"{name}` or an earlier attempt cleaned it up. Run the step again: it waits "
+                    "for the deletion to finish and creates the Experiment anew"
+                )
             if state in ("Succeeded", "Failed"):
-                result = experiment_result_from_cr(experiment, self._list_trials(name))
+                # Foreground deletion removes the Trials first; the status lists stay whole.
+                trials = None if deleting else self._list_trials(name)
+                result = experiment_result_from_cr(experiment, trials)
                 if result.status == "Failed":
                     logger.warning(
                         "Katib Experiment %s/%s failed: %s", self.namespace, name, result.reason
@@ -728,20 +833,64 @@ class KatibLauncher:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _adopt(self, name: str, digest: str) -> None:
+    def _existing(self, name: str) -> dict[str, Any] | None:
+        """The Experiment named ``name`` as it is now, or None when it does not exist."""
         try:
-            existing = self._call(
-                "get",
-                name,
-                self._api.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                EXPERIMENTS,
-                name,
+            return cast(
+                dict[str, Any],
+                self._call(
+                    "get",
+                    name,
+                    self._api.get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    EXPERIMENTS,
+                    name,
+                ),
             )
         except ApiException as err:
+            if err.status == 404:
+                return None
             raise self._api_error(err, "get", name) from None
+
+    def _wait_until_gone(self, name: str, terminating: Mapping[str, Any], deadline: float) -> None:
+        """Poll until the terminating Experiment (this uid) is gone, or raise at ``deadline``."""
+        uid = (terminating.get("metadata") or {}).get("uid")
+        finalizers = _finalizers(terminating)
+        logger.info(
+            "Katib Experiment %s/%s is being deleted (since %s, finalizers: %s); waiting up to "
+            "%.0fs for it to go before creating it anew",
+            self.namespace,
+            name,
+            _deletion_timestamp(terminating),
+            ", ".join(finalizers) or "none",
+            max(0.0, deadline - time.monotonic()),
+        )
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise KatibTerminatingError(
+                    name=name,
+                    namespace=self.namespace,
+                    timeout_s=self.deletion_timeout_s,
+                    finalizers=finalizers,
+                )
+            time.sleep(min(self.deletion_poll_s, remaining))
+            current = self._existing(name)
+            if current is None or (current.get("metadata") or {}).get("uid") != uid:
+                logger.info("Katib Experiment %s/%s is gone", self.namespace, name)
+                return
+            if _finalizers(current) != finalizers:
+                finalizers = _finalizers(current)
+                logger.info(
+                    "Katib Experiment %s/%s still being deleted, finalizers now: %s",
+                    self.namespace,
+                    name,
+                    ", ".join(finalizers) or "none",
+                )
+
+    def _adopt(self, name: str, digest: str, existing: Mapping[str, Any]) -> None:
         annotations = (existing.get("metadata") or {}).get("annotations") or {}
         if annotations.get(SPEC_DIGEST_ANNOTATION) != digest:
             raise KatibConflictError(
@@ -851,7 +1000,15 @@ class KatibLauncher:
         server = f"({code} {reason}: {message})"
         error: KatibError
         if "admission webhook" in message:
-            error = KatibRejectedError(f"Katib refused {where} on {verb} {server}")
+            error = KatibRejectedError(
+                f"an admission webhook refused {where} on {verb} {server}"
+                + (
+                    f". Label the namespace: `kubectl label namespace {self.namespace} "
+                    "katib.kubeflow.org/metrics-collector-injection=enabled`"
+                    if "metrics-collector-injection" in message
+                    else ""
+                )
+            )
         elif code == 401:
             error = KatibAccessError(
                 f"Kubernetes API at {self._host()} rejected the credentials on {verb} {where} "
@@ -886,13 +1043,11 @@ class KatibLauncher:
         return type(error)(self._redact(str(error)))
 
     def _host(self) -> str:
-        host = str(self.api_client.configuration.host)
         # Credentials in the URL (user:password@host) must not reach a message.
-        scheme, sep, rest = host.partition("://")
-        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else host.rpartition("@")[2]
+        return redact_uri(str(self.api_client.configuration.host))
 
     def _redact(self, text: str) -> str:
-        """Replace every secret of the client configuration that occurs in ``text``."""
+        """``text`` without the client configuration's secrets or any URI credential."""
         configuration = self.api_client.configuration
         secrets: list[str] = []
         for value in (configuration.api_key or {}).values():
@@ -900,9 +1055,7 @@ class KatibLauncher:
             secrets.append(value)
             secrets.append(value.split(" ", 1)[-1])  # the token without "Bearer "
         secrets.append(str(configuration.password or ""))
-        for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        return redact_text(text, secrets)
 
     def _cleanup_after_error(self, name: str) -> bool:
         try:
@@ -925,6 +1078,16 @@ def _default_api_client() -> kubernetes.client.ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         return KatibLauncher.in_cluster().api_client
     return KatibLauncher.from_kubeconfig().api_client
+
+
+def _deletion_timestamp(obj: Mapping[str, Any]) -> str | None:
+    """When the API server started deleting ``obj``, or None while it is not being deleted."""
+    stamp = (obj.get("metadata") or {}).get("deletionTimestamp")
+    return str(stamp) if stamp else None
+
+
+def _finalizers(obj: Mapping[str, Any]) -> list[str]:
+    return [str(item) for item in (obj.get("metadata") or {}).get("finalizers") or []]
 
 
 def _is_true(condition: Mapping[str, Any]) -> bool:

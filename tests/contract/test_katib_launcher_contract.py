@@ -2,20 +2,27 @@
 
 No Kubernetes cluster or Katib controller runs here. These tests point a real
 ``kubernetes.client.ApiClient`` at ``fake_kube_api.FakeKubeApi``, a real HTTP server on
-127.0.0.1 that answers the ``kubeflow.org/v1beta1`` paths the launcher uses with
-Kubernetes-shaped JSON (objects, lists, ``Status`` errors) and records every request. They
-pin the contract on both sides of the wire: what the launcher sends (request bodies, paths,
-query parameters, headers) and how it reads what a Katib cluster answers (Experiment status
-conditions, ``currentOptimalTrial``, Trial objects, error Status objects). What Katib's
-controller would do on a cluster is scripted as a sequence of status values.
+127.0.0.1 that answers the ``kubeflow.org/v1beta1`` paths the launcher uses as an API server
+with Katib installed does: Kubernetes-shaped JSON (objects, lists, ``Status`` errors),
+finalizers and foreground deletion, 409s while an object terminates, resourceVersion
+conflicts, and Katib's defaulting and validating webhooks (ported from Katib v0.19.0). It
+records every request. The tests pin the contract on both sides of the wire: what the
+launcher sends (request bodies, paths, query parameters, headers) and how it copes with what a
+Katib cluster answers. Katib's progress is scripted as a sequence of status values; its
+controllers' finalizer handling and the garbage collector run as simulated controllers, on a
+background thread or step by step under the test's control. The last section checks the
+stand-in itself against the API server's documented behaviour.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 import logging
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +32,7 @@ from typing import Any
 import kubernetes.client
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from kaizen.tuning.katib import (
     EXPERIMENT_LABEL,
@@ -35,10 +43,16 @@ from kaizen.tuning.katib import (
     KatibLauncher,
     KatibNotFoundError,
     KatibRejectedError,
+    KatibTerminatingError,
     KatibTimeoutError,
     KatibUnreachableError,
 )
-from kaizen.tuning.spec import ExperimentSpecError, apply_overrides, load_experiment
+from kaizen.tuning.spec import (
+    ExperimentSpecError,
+    apply_overrides,
+    load_experiment,
+    validate_experiment,
+)
 
 
 def _load_fake_api() -> ModuleType:
@@ -497,7 +511,7 @@ def test_contract_run_deletes_experiment_after_timeout_unless_keep(
     with pytest.raises(KatibTimeoutError, match="deleted because keep=False") as caught:
         launcher.run(experiment_body, name_suffix="t1", timeout_s=0.2, poll_s=0.05)
     assert caught.value.deleted is True
-    assert fake_api.experiment(NAMESPACE, "fraud-mlp-tpe-t1") is None
+    fake_api.wait_gone(NAMESPACE, "fraud-mlp-tpe-t1")
 
     _never_finishing(fake_api, "fraud-mlp-tpe-t2")
     with pytest.raises(KatibTimeoutError, match="left running"):
@@ -521,7 +535,7 @@ def test_contract_cleanup_deletes_with_foreground_propagation_unless_keep(
     [delete] = fake_api.requests_to("DELETE")
     assert delete.path == f"{EXPERIMENTS_PATH}/{name}"
     assert delete.query["propagationPolicy"] == ["Foreground"]
-    assert fake_api.experiment(NAMESPACE, name) is None
+    fake_api.wait_gone(NAMESPACE, name)
 
     launcher.cleanup(name, keep=False)  # already gone: not an error
     assert len(fake_api.requests_to("DELETE")) == 2
@@ -537,7 +551,11 @@ def test_contract_run_returns_result_then_deletes_or_keeps(
             experiment_body, name_suffix=suffix, timeout_s=10, poll_s=POLL_S, keep=keep
         )
         assert result.best_parameters()["learning_rate"] == "0.0031"
-        assert (fake_api.experiment(NAMESPACE, name) is not None) is keep
+        if keep:
+            kept = fake_api.experiment(NAMESPACE, name)
+            assert kept is not None and "deletionTimestamp" not in kept["metadata"]
+        else:
+            fake_api.wait_gone(NAMESPACE, name)
 
 
 def test_contract_run_deletes_experiment_when_waiting_fails(
@@ -548,7 +566,7 @@ def test_contract_run_deletes_experiment_when_waiting_fails(
     )
     with pytest.raises(KatibAccessError):
         launcher.run(experiment_body, name_suffix="w1", timeout_s=10, poll_s=POLL_S)
-    assert fake_api.experiment(NAMESPACE, "fraud-mlp-tpe-w1") is None
+    fake_api.wait_gone(NAMESPACE, "fraud-mlp-tpe-w1")
 
 
 # -- 409, 403, 401, unreachable ---------------------------------------------------------------
@@ -612,20 +630,49 @@ def test_contract_403_names_namespace_and_missing_rbac(
     assert len(fake_api.requests_to("POST")) == 1, "a 403 is not retried"
 
 
-def test_contract_katib_webhook_denial_is_a_rejection_not_rbac(
+def test_contract_katib_webhook_denial_is_a_rejection_naming_the_fix(
+    experiment_body: dict[str, Any],
+) -> None:
+    # Katib's validating webhook refuses Experiments in a namespace without its label; the
+    # local validation cannot know the namespace's labels, so this one reaches the server.
+    with FakeKubeApi(
+        namespaces={NAMESPACE: {"pod-security.kubernetes.io/enforce": "restricted"}}
+    ) as server:
+        katib = KatibLauncher(server.api_client(), NAMESPACE, **FAST)
+        with pytest.raises(KatibRejectedError) as caught:
+            katib.launch(experiment_body, name_suffix="hook")
+
+        message = str(caught.value)
+        assert "400 Bad Request" in message
+        assert (
+            'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
+            f'Cannot create the Experiment "fraud-mlp-tpe-hook" in namespace "{NAMESPACE}": the '
+            'namespace lacks label "katib.kubeflow.org/metrics-collector-injection: enabled"'
+        ) in message
+        assert (
+            f"kubectl label namespace {NAMESPACE} katib.kubeflow.org/metrics-collector-injection"
+            "=enabled"
+        ) in message
+        assert len(server.requests_to("POST")) == 1, "a denial is not retried"
+        assert server.experiment(NAMESPACE, "fraud-mlp-tpe-hook") is None
+
+
+def test_contract_policy_webhook_denial_with_403_is_a_rejection_not_rbac(
     fake_api: Any, launcher: KatibLauncher, experiment_body: dict[str, Any]
 ) -> None:
+    # Policy engines (Gatekeeper, Kyverno) deny with 403, which must not read as missing RBAC.
     fake_api.fail(
         "POST",
         "experiments",
         403,
         "Forbidden",
-        'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
-        "spec.algorithm.algorithmName: unknown algorithm",
+        'admission webhook "validation.gatekeeper.sh" denied the request: [psp-seccomp] '
+        "Seccomp profile 'Unconfined' is not allowed",
     )
 
-    with pytest.raises(KatibRejectedError, match="unknown algorithm"):
+    with pytest.raises(KatibRejectedError, match=r"psp-seccomp.*not allowed") as caught:
         launcher.launch(experiment_body, name_suffix="hook")
+    assert "RBAC" not in str(caught.value)
 
 
 def test_contract_unreachable_api_server_fails_after_bounded_retries(
@@ -650,6 +697,22 @@ def test_contract_unreachable_api_server_fails_after_bounded_retries(
     assert f"127.0.0.1:{port}" in message
     assert "after 3 attempts" in message
     assert "Connection refused" in message
+
+
+def test_contract_api_server_address_with_credentials_is_shown_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = _closed_port()
+    configuration = kubernetes.client.Configuration()
+    configuration.host = f"http://ci-user:kube-pa55word@127.0.0.1:{port}"
+    katib = KatibLauncher(kubernetes.client.ApiClient(configuration), NAMESPACE, **FAST)
+
+    with pytest.raises(KatibUnreachableError) as caught:
+        katib.wait("fraud-mlp-tpe-x", timeout_s=60, poll_s=1)
+
+    assert f"Kubernetes API at http://***@127.0.0.1:{port} unreachable" in str(caught.value)
+    assert "kube-pa55word" not in str(caught.value) + caplog.text
 
 
 def test_contract_transient_503_is_retried(
@@ -768,3 +831,455 @@ def test_contract_missing_kubeconfig_and_no_pod_give_clear_errors(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(KatibConfigError, match="not running inside a Kubernetes pod"):
         KatibLauncher.in_cluster()
+
+
+# -- an Experiment that is being deleted ----------------------------------------------------------
+
+
+def _running_trial(experiment: str, name: str) -> dict[str, Any]:
+    return katib_trial(
+        experiment,
+        name,
+        {"units": "32"},
+        [],
+        state="Running",
+        reason="TrialRunning",
+        created="2025-01-01T00:00:01Z",
+        started="2025-01-01T00:00:02Z",
+        completed=None,
+    )
+
+
+def test_contract_retried_launch_waits_for_the_terminating_experiment_then_creates_it_anew(
+    experiment_body: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeKubeApi(controllers=False) as server:
+        katib = KatibLauncher(
+            server.api_client(), NAMESPACE, **FAST, deletion_timeout_s=60, deletion_poll_s=POLL_S
+        )
+        # The first attempt of the tune step: created, trials running, then its cleanup.
+        name = katib.launch(experiment_body, name_suffix="retry")
+        for index in range(2):
+            server.add_trial(NAMESPACE, _running_trial(name, f"{name}-{index}"))
+        server.reconcile()  # Katib's controllers put their finalizers on
+        first = server.experiment(NAMESPACE, name)
+        assert first is not None
+        assert first["metadata"]["finalizers"] == ["update-prometheus-metrics"]
+        katib.cleanup(name, keep=False)
+        terminating = server.experiment(NAMESPACE, name)
+        assert terminating is not None and terminating["metadata"]["deletionTimestamp"]
+
+        # The retried attempt: same body and overrides, so the very same spec digest.
+        outcome: dict[str, Any] = {}
+
+        def retried_step() -> None:
+            try:
+                outcome["name"] = katib.launch(experiment_body, name_suffix="retry")
+            except BaseException as error:  # handed to the test thread
+                outcome["error"] = error
+
+        with caplog.at_level(logging.INFO, logger="kaizen.tuning.katib"):
+            step = threading.Thread(target=retried_step)
+            step.start()
+            # Adopting would take one read; a second read means it is waiting the deletion out.
+            server.wait_until(
+                lambda: len(server.requests_to("GET", "experiment")) >= 2,
+                "the launcher polling the terminating Experiment",
+            )
+            assert len(server.requests_to("POST")) == 2, "no create while the old one is there"
+            # Katib's controller and the garbage collector finish the foreground deletion.
+            passes = 0
+            while (current := server.experiment(NAMESPACE, name)) is not None and current[
+                "metadata"
+            ]["uid"] == first["metadata"]["uid"]:
+                assert server.trials(NAMESPACE), "the Experiment went before its Trials"
+                server.reconcile()
+                passes += 1
+                assert passes < 10, "the stand-in's controllers never finished the deletion"
+            step.join(timeout=60)
+
+    assert not step.is_alive()
+    assert outcome == {"name": name}, outcome
+    created = server.experiment(NAMESPACE, name)
+    assert created is not None
+    assert created["metadata"]["uid"] != first["metadata"]["uid"], "created anew, not adopted"
+    assert "deletionTimestamp" not in created["metadata"]
+    assert (
+        created["metadata"]["annotations"][SPEC_DIGEST_ANNOTATION]
+        == first["metadata"]["annotations"][SPEC_DIGEST_ANNOTATION]
+    )
+    assert len(server.requests_to("POST")) == 3
+    assert server.trials(NAMESPACE) == []
+    assert "already exists with the same spec" not in caplog.text
+    assert (
+        f"Katib Experiment {NAMESPACE}/{name} is being deleted" in caplog.text
+        and "finalizers: update-prometheus-metrics, foregroundDeletion" in caplog.text
+    )
+    assert f"Katib Experiment {NAMESPACE}/{name} is gone" in caplog.text
+
+
+def test_contract_an_experiment_stuck_in_deletion_fails_the_retry_naming_its_finalizers(
+    experiment_body: dict[str, Any],
+) -> None:
+    with FakeKubeApi(controllers=False) as server:
+        katib = KatibLauncher(
+            server.api_client(), NAMESPACE, **FAST, deletion_timeout_s=0.3, deletion_poll_s=POLL_S
+        )
+        name = katib.launch(experiment_body, name_suffix="stuck")
+        server.reconcile()
+        server.katib_controller_up = False  # nobody removes Katib's finalizer any more
+        katib.cleanup(name, keep=False)
+        while server.reconcile():  # the garbage collector does what it can
+            pass
+        stuck = server.experiment(NAMESPACE, name)
+        assert stuck is not None and stuck["metadata"]["finalizers"] == [
+            "update-prometheus-metrics"
+        ]
+
+        started = time.monotonic()
+        with pytest.raises(KatibTerminatingError) as caught:
+            katib.launch(experiment_body, name_suffix="stuck")
+
+        assert time.monotonic() - started >= 0.3, "it got its whole deletion timeout"
+        assert caught.value.finalizers == ["update-prometheus-metrics"]
+        message = str(caught.value)
+        assert f"Katib Experiment {NAMESPACE}/{name} is still being deleted after 0.3s" in message
+        assert "finalizers: update-prometheus-metrics" in message
+        assert "katib-controller is running" in message
+        assert f"kubectl -n {NAMESPACE} get experiment {name} -o yaml" in message
+        # Nothing was forced: no second create went through, the old object is untouched.
+        after = server.experiment(NAMESPACE, name)
+        assert after is not None and after["metadata"]["uid"] == stuck["metadata"]["uid"]
+        assert len(server.requests_to("DELETE")) == 1
+        assert not server.requests_to("PUT") and not server.requests_to("PATCH")
+
+
+def test_contract_wait_stops_when_someone_deletes_the_running_experiment(
+    experiment_body: dict[str, Any],
+) -> None:
+    with FakeKubeApi(controllers=False) as server:
+        katib = KatibLauncher(server.api_client(), NAMESPACE, **FAST)
+        name = "fraud-mlp-tpe-gone2"
+        _never_finishing(server, name)
+        katib.launch(experiment_body, name_suffix="gone2", max_trial_count=6)
+        server.reconcile()
+        # `kubectl delete experiment` (Background): Katib's finalizer holds it for now.
+        kubernetes.client.CustomObjectsApi(server.api_client()).delete_namespaced_custom_object(
+            "kubeflow.org", "v1beta1", NAMESPACE, "experiments", name
+        )
+
+        with pytest.raises(KatibNotFoundError) as caught:
+            katib.wait(name, timeout_s=60, poll_s=POLL_S)
+
+    message = str(caught.value)
+    assert f"Katib Experiment {NAMESPACE}/{name} is being deleted" in message
+    assert "finalizers: update-prometheus-metrics" in message
+    assert "1/6 trials done" in message
+    assert "Run the step again" in message
+
+
+# -- the stand-in behaves like the API server ------------------------------------------------------
+
+
+def _api(server: Any) -> kubernetes.client.CustomObjectsApi:
+    return kubernetes.client.CustomObjectsApi(server.api_client())
+
+
+def _status_of(error: ApiException) -> dict[str, Any]:
+    return dict(json.loads(error.body))
+
+
+def _create(server: Any, body: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        _api(server).create_namespaced_custom_object(
+            "kubeflow.org", "v1beta1", NAMESPACE, "experiments", body
+        )
+    )
+
+
+def _our_body(experiment_body: dict[str, Any], suffix: str) -> dict[str, Any]:
+    return apply_overrides(experiment_body, name_suffix=suffix, namespace=NAMESPACE)
+
+
+def test_contract_stand_in_foreground_deletion_keeps_the_experiment_until_its_trials_go(
+    experiment_body: dict[str, Any],
+) -> None:
+    with FakeKubeApi(controllers=False) as server:
+        body = _our_body(experiment_body, "fg")
+        name = body["metadata"]["name"]
+        _create(server, body)
+        server.add_trial(NAMESPACE, _running_trial(name, f"{name}-1"))
+        server.reconcile()
+        assert server.trials(NAMESPACE)[0]["metadata"]["finalizers"] == ["clean-metrics-in-db"]
+
+        answer = _api(server).delete_namespaced_custom_object(
+            "kubeflow.org",
+            "v1beta1",
+            NAMESPACE,
+            "experiments",
+            name,
+            propagation_policy="Foreground",
+        )
+        assert answer["metadata"]["deletionTimestamp"]
+        assert answer["metadata"]["finalizers"] == [
+            "update-prometheus-metrics",
+            "foregroundDeletion",
+        ]
+        with pytest.raises(ApiException) as conflict:
+            _create(server, body)
+        assert conflict.value.status == 409
+        status = _status_of(conflict.value)
+        assert status["reason"] == "AlreadyExists"
+        assert status["message"] == (
+            f'object is being deleted: experiments.kubeflow.org "{name}" already exists'
+        )
+
+        server.reconcile()  # Katib drops its finalizer; the collector starts on the Trials
+        held = server.experiment(NAMESPACE, name)
+        assert held is not None and held["metadata"]["finalizers"] == ["foregroundDeletion"]
+        [trial] = server.trials(NAMESPACE)
+        assert trial["metadata"]["deletionTimestamp"]
+        server.reconcile()  # the Trial goes, then the Experiment
+        assert server.trials(NAMESPACE) == []
+        assert server.experiment(NAMESPACE, name) is None
+        assert _create(server, body)["metadata"]["name"] == name
+
+
+def test_contract_stand_in_background_deletion_removes_the_experiment_before_its_trials(
+    experiment_body: dict[str, Any],
+) -> None:
+    with FakeKubeApi(controllers=False) as server:
+        body = _our_body(experiment_body, "bg")
+        name = body["metadata"]["name"]
+        _create(server, body)
+        server.add_trial(NAMESPACE, _running_trial(name, f"{name}-1"))
+        server.reconcile()
+        _api(server).delete_namespaced_custom_object(
+            "kubeflow.org", "v1beta1", NAMESPACE, "experiments", name
+        )
+        assert server.experiment(NAMESPACE, name)["metadata"]["deletionTimestamp"]
+
+        server.reconcile()
+        assert server.experiment(NAMESPACE, name) is None
+        assert [t["metadata"]["name"] for t in server.trials(NAMESPACE)] == [f"{name}-1"]
+        server.reconcile()
+        assert server.trials(NAMESPACE) == []
+
+        # Without finalizers a delete is immediate and answers a Success Status.
+        server.katib_controller_up = False
+        _create(server, body)
+        answer = _api(server).delete_namespaced_custom_object(
+            "kubeflow.org", "v1beta1", NAMESPACE, "experiments", name
+        )
+        assert answer["kind"] == "Status" and answer["status"] == "Success"
+        assert server.experiment(NAMESPACE, name) is None
+
+
+def test_contract_stand_in_updates_need_the_current_resource_version(
+    experiment_body: dict[str, Any],
+) -> None:
+    api_group = ("kubeflow.org", "v1beta1", NAMESPACE, "experiments")
+    with FakeKubeApi(controllers=False) as server:
+        api = _api(server)
+        body = _our_body(experiment_body, "rv")
+        name = body["metadata"]["name"]
+        read = _create(server, body)
+        server.reconcile()  # Katib's controller writes its finalizer: a newer version
+
+        stale = copy.deepcopy(read)
+        stale["spec"]["maxTrialCount"] = 10
+        with pytest.raises(ApiException) as conflict:
+            api.replace_namespaced_custom_object(*api_group, name, stale)
+        assert conflict.value.status == 409
+        assert _status_of(conflict.value)["reason"] == "Conflict"
+        assert "the object has been modified" in _status_of(conflict.value)["message"]
+        unversioned = copy.deepcopy(stale)
+        del unversioned["metadata"]["resourceVersion"]
+        with pytest.raises(ApiException) as invalid:
+            api.replace_namespaced_custom_object(*api_group, name, unversioned)
+        assert invalid.value.status == 422
+        assert "metadata.resourceVersion" in _status_of(invalid.value)["message"]
+
+        current = api.get_namespaced_custom_object(*api_group, name)
+        current["spec"]["maxTrialCount"] = 10
+        updated = api.replace_namespaced_custom_object(*api_group, name, current)
+        assert updated["metadata"]["generation"] == 2
+        assert updated["metadata"]["finalizers"] == ["update-prometheus-metrics"]
+        updated["spec"]["algorithm"]["algorithmName"] = "random"
+        with pytest.raises(ApiException) as refused:
+            api.replace_namespaced_custom_object(*api_group, name, updated)
+        assert refused.value.status == 400
+        assert (
+            "only spec.parallelTrialCount, spec.maxTrialCount and spec.maxFailedTrialCount are "
+            "editable"
+        ) in _status_of(refused.value)["message"]
+        with pytest.raises(ApiException) as stale_patch:
+            api.patch_namespaced_custom_object(
+                *api_group,
+                name,
+                {"metadata": {"resourceVersion": read["metadata"]["resourceVersion"]}},
+            )
+        assert stale_patch.value.status == 409
+
+        # While it terminates it takes no new finalizer; removing the last one deletes it.
+        api.delete_namespaced_custom_object(*api_group, name)
+        with pytest.raises(ApiException) as no_new:
+            api.patch_namespaced_custom_object(
+                *api_group,
+                name,
+                {"metadata": {"finalizers": ["update-prometheus-metrics", "mine"]}},
+            )
+        assert no_new.value.status == 422
+        assert "no new finalizers can be added" in _status_of(no_new.value)["message"]
+        api.patch_namespaced_custom_object(*api_group, name, {"metadata": {"finalizers": None}})
+        assert server.experiment(NAMESPACE, name) is None
+
+
+def _set_command(body: dict[str, Any], extra: str) -> None:
+    container = body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    container["command"] = [*container["command"], extra]
+
+
+#: (what is wrong, how to break the body, a text both refusals must name)
+WEBHOOK_RULES: list[tuple[str, Any, str]] = [
+    ("name longer than 40", lambda b: b["metadata"].update(name="a" * 41), "metadata.name"),
+    (
+        "name not starting with a letter",
+        lambda b: b["metadata"].update(name="1abc"),
+        "metadata.name",
+    ),
+    ("no trials", lambda b: b["spec"].update(maxTrialCount=0), "spec.maxTrialCount"),
+    (
+        "parallel above budget",
+        lambda b: b["spec"].update(parallelTrialCount=9),
+        "spec.parallelTrialCount",
+    ),
+    (
+        "failures above budget",
+        lambda b: b["spec"].update(maxFailedTrialCount=9),
+        "spec.maxFailedTrialCount",
+    ),
+    (
+        "objective type",
+        lambda b: b["spec"]["objective"].update(type="maximise"),
+        "spec.objective.type",
+    ),
+    (
+        "objective among additional metrics",
+        lambda b: b["spec"]["objective"]["additionalMetricNames"].append("val_roc_auc"),
+        "spec.objective.additionalMetricNames",
+    ),
+    ("no objective", lambda b: b["spec"].pop("objective"), "spec.objective"),
+    (
+        "unknown algorithm",
+        lambda b: b["spec"]["algorithm"].update(algorithmName="bogus"),
+        "spec.algorithm.algorithmName",
+    ),
+    (
+        "unknown early stopping",
+        lambda b: b["spec"]["earlyStopping"].update(algorithmName="bogus"),
+        "spec.earlyStopping.algorithmName",
+    ),
+    ("resume policy", lambda b: b["spec"].update(resumePolicy="Sometimes"), "spec.resumePolicy"),
+    (
+        "parameter type",
+        lambda b: b["spec"]["parameters"][0].update(parameterType="float"),
+        "spec.parameters[0].parameterType",
+    ),
+    (
+        "distribution",
+        lambda b: b["spec"]["parameters"][0]["feasibleSpace"].update(distribution="gaussian"),
+        "spec.parameters[0].feasibleSpace.distribution",
+    ),
+    (
+        "int range given a list",
+        lambda b: b["spec"]["parameters"][1]["feasibleSpace"].update(list=["1", "2"]),
+        "spec.parameters[1].feasibleSpace.list",
+    ),
+    (
+        "discrete list given a min",
+        lambda b: b["spec"]["parameters"][4]["feasibleSpace"].update(min="1"),
+        "spec.parameters[4].feasibleSpace",
+    ),
+    ("no search parameters", lambda b: b["spec"].pop("parameters"), "spec.parameters"),
+    (
+        "trial parameter referencing nothing",
+        lambda b: b["spec"]["trialTemplate"]["trialParameters"][0].update(reference="nope"),
+        "spec.trialTemplate.trialParameters[0].reference",
+    ),
+    (
+        "placeholder without a trial parameter",
+        lambda b: _set_command(b, "--extra=${trialParameters.extra}"),
+        "${trialParameters.extra}",
+    ),
+    (
+        "no primary container",
+        lambda b: b["spec"]["trialTemplate"].pop("primaryContainerName"),
+        "spec.trialTemplate.primaryContainerName",
+    ),
+    (
+        "collector kind",
+        lambda b: b["spec"]["metricsCollectorSpec"]["collector"].update(kind="Bogus"),
+        "spec.metricsCollectorSpec.collector.kind",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("problem", "break_body", "field_text"), WEBHOOK_RULES, ids=[rule[0] for rule in WEBHOOK_RULES]
+)
+def test_contract_katib_webhook_and_the_local_validation_refuse_the_same_experiments(
+    experiment_body: dict[str, Any], problem: str, break_body: Any, field_text: str
+) -> None:
+    broken = copy.deepcopy(experiment_body)
+    break_body(broken)
+    with pytest.raises(ExperimentSpecError) as locally:
+        validate_experiment(copy.deepcopy(broken), "katib/fraud-mlp-tpe.yaml")
+    assert field_text in str(locally.value)
+
+    broken["metadata"]["namespace"] = NAMESPACE
+    with FakeKubeApi(controllers=False) as server:
+        with pytest.raises(ApiException) as denied:
+            _create(server, broken)
+        assert denied.value.status == 400
+        status = _status_of(denied.value)
+        assert "reason" not in status, "a webhook's admission.Errored(400) carries no reason"
+        assert status["message"].startswith(
+            'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
+        )
+        assert field_text in status["message"]
+        assert server.experiment(NAMESPACE, broken["metadata"]["name"]) is None
+
+
+def test_contract_katib_defaults_are_filled_in_so_adoption_compares_our_digest(
+    repo_root: Path,
+) -> None:
+    with FakeKubeApi(controllers=False) as server:
+        for path in sorted((repo_root / "katib").glob("*.yaml")):
+            sent = apply_overrides(load_experiment(path), name_suffix="d", namespace=NAMESPACE)
+            assert "successCondition" not in sent["spec"]["trialTemplate"]
+            stored = _create(server, sent)
+            template = stored["spec"]["trialTemplate"]
+            assert template["successCondition"] == (
+                'status.conditions.#(type=="Complete")#|#(status=="True")#'
+            )
+            assert template["failureCondition"] == (
+                'status.conditions.#(type=="Failed")#|#(status=="True")#'
+            )
+            assert stored["spec"] != sent["spec"], "Katib's webhook changed the spec"
+
+
+def test_contract_stand_in_refuses_a_name_that_is_no_dns_subdomain_before_the_webhook(
+    experiment_body: dict[str, Any],
+) -> None:
+    body = _our_body(experiment_body, "x")
+    body["metadata"]["name"] = "Fraud_MLP"
+    with FakeKubeApi(controllers=False) as server, pytest.raises(ApiException) as invalid:
+        _create(server, body)
+    assert invalid.value.status == 422
+    status = _status_of(invalid.value)
+    assert status["reason"] == "Invalid"
+    assert status["details"]["causes"][0]["field"] == "metadata.name"
+    assert "RFC 1123 subdomain" in status["message"]

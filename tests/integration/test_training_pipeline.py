@@ -44,6 +44,7 @@ EXPECTED_TASKS = {
     "evaluate-model",
     "gate-model",
     "register-model",
+    "deploy-model",
     "notify-run",
 }
 
@@ -102,7 +103,7 @@ def test_failing_gate_retunes_then_skips_publish_and_says_why(
     assert summary.tuning[1]["name"].startswith("fraud-mlp-tpe-wide-")
     assert summary.gate["passed"] is False
     assert any("roc_auc" in reason and "fail" in reason for reason in summary.gate["reasons"])
-    assert not any(task.startswith("register-model") for task in result.tasks)
+    assert not any(task.startswith(("register-model", "deploy-model")) for task in result.tasks)
     from kaizen.registry import champion
 
     assert champion(settings) is None  # nothing registered
@@ -128,6 +129,13 @@ def test_two_runs_champion_then_challenger_with_lineage(
     assert sorted(one.registered["aliases"]) == ["challenger", "champion"]
     assert one.gate["champion"] is None  # first model: thresholds alone
     assert not any(check["name"].startswith("no_regression") for check in one.gate["checks"])
+    # Without a server the deploy step records what a `kaizen serve` would pick up.
+    deployed = first.json_artifact("deploy-model", "deployment") or {}
+    assert (deployed["alias"], deployed["version"], deployed["status"]) == (
+        "champion",
+        1,
+        "recorded",
+    )
 
     second = _run(repo_root, settings, min_roc_auc=0.5, regression_tolerance=0.05)
     assert second.succeeded, second.error
@@ -138,6 +146,8 @@ def test_two_runs_champion_then_challenger_with_lineage(
     assert comparison and comparison[0]["passed"]
     assert "champion v1" in comparison[0]["reason"]
     assert two.registered["version"] == 2 and two.registered["aliases"] == ["challenger"]
+    deployed = second.json_artifact("deploy-model", "deployment") or {}
+    assert (deployed["alias"], deployed["version"]) == ("challenger", 2)
     assert champion(settings).version == 1  # type: ignore[union-attr]  # promotion is a decision
     assert challenger(settings).version == 2  # type: ignore[union-attr]
 

