@@ -19,17 +19,19 @@ run: setup ## run the training pipeline locally on the embedded defaults
 	$(BIN)/kaizen run
 
 test: setup lint test-deps manifests-check workflows-check ## lint, type-check, check the manifests, run the tests (not slow)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q --durations=15
 
 test-all: setup lint test-deps manifests-check workflows-check rehearsal-deps ## everything, including the slow suites
 	$(BIN)/python -m pytest -q
 
 # System packages the default suite runs for real: Debian's redis-server (Feast's Redis
-# online store, tests/integration/test_feature_config_elsewhere.py).
-TEST_TOOLS := redis-server
-test-deps: ## redis-server, apt-installed if missing
-	@missing=""; for tool in $(TEST_TOOLS); do \
-	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+# online store, tests/integration/test_feature_config_elsewhere.py) and promtool from its
+# prometheus package (the alert rules, tests/manifests/test_monitoring_rules.py).
+# Each entry is a command, or command=package when the package is named otherwise.
+TEST_TOOLS := redis-server promtool=prometheus
+test-deps: ## redis-server and promtool, apt-installed if missing
+	@missing=""; for entry in $(TEST_TOOLS); do tool=$${entry%%=*}; package=$${entry#*=}; \
+	  command -v $$tool >/dev/null || missing="$$missing $$package"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi

@@ -12,6 +12,7 @@ def gate_model(
     min_accuracy: float,
     min_roc_auc: float,
     min_recall: float,
+    min_precision: float,
     regression_tolerance: float,
     run_id: str,
     round_index: int,
@@ -23,7 +24,8 @@ def gate_model(
         evaluation: test metrics (JSON) from evaluate_model.
         min_accuracy: lowest accepted accuracy.
         min_roc_auc: lowest accepted ROC-AUC.
-        min_recall: lowest accepted recall at the decision threshold.
+        min_recall: lowest accepted recall at the chosen decision threshold.
+        min_precision: lowest accepted precision at the chosen decision threshold.
         regression_tolerance: how much lower than the champion's ROC-AUC (same test window)
             the candidate's may be; not checked while there is no champion.
         run_id: the pipeline run id; the outcome is recorded under it for the notify step.
@@ -43,6 +45,7 @@ def gate_model(
         min_accuracy=min_accuracy,
         min_roc_auc=min_roc_auc,
         min_recall=min_recall,
+        min_precision=min_precision,
         regression_tolerance=regression_tolerance,
         run_id=run_id,
         round_index=round_index,

@@ -169,7 +169,12 @@ def _train_round(
     evaluate_task = evaluate_model(
         model=train_task.outputs["model"],
         test_data=features_task.outputs["test_data"],
+        validation_data=features_task.outputs["validation_data"],
         feature_manifest=features_task.outputs["feature_manifest"],
+        threshold_policy=params["threshold_policy"],
+        target_recall=params["target_recall"],
+        cost_missed_fraud=params["cost_missed_fraud"],
+        cost_false_alarm=params["cost_false_alarm"],
         decision_threshold=params["decision_threshold"],
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         round_index=round_index,
@@ -182,6 +187,7 @@ def _train_round(
         min_accuracy=params["min_accuracy"],
         min_roc_auc=params["min_roc_auc"],
         min_recall=params["min_recall"],
+        min_precision=params["min_precision"],
         regression_tolerance=params["regression_tolerance"],
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         round_index=round_index,
@@ -261,10 +267,15 @@ def training_pipeline(
     batch_size: int = HP.batch_size,
     epochs: int = HP.epochs,
     patience: int = HP.patience,
+    threshold_policy: str = "recall",
+    target_recall: float = 0.85,
+    cost_missed_fraud: float = 10.0,
+    cost_false_alarm: float = 1.0,
     decision_threshold: float = 0.5,
     min_accuracy: float = 0.80,
     min_roc_auc: float = 0.90,
     min_recall: float = 0.50,
+    min_precision: float = 0.20,
     regression_tolerance: float = 0.01,
     deploy_timeout_seconds: int = 900,
     webhook_url: str = "",
@@ -297,10 +308,18 @@ def training_pipeline(
         batch_size: training batch size when the search does not set it.
         epochs: maximum training epochs of the final training.
         patience: early-stopping patience in epochs.
-        decision_threshold: fraud score threshold for the decision metrics.
-        min_accuracy: gate: lowest accepted accuracy.
+        threshold_policy: how the decision threshold is chosen on the validation window:
+            "recall" (the highest threshold with recall >= target_recall), "cost" (the lowest
+            cost_missed_fraud * missed frauds + cost_false_alarm * false alarms) or "fixed"
+            (decision_threshold). The model is registered and served with it.
+        target_recall: the validation recall the "recall" policy reaches.
+        cost_missed_fraud: the "cost" policy's cost of one fraud let through.
+        cost_false_alarm: the "cost" policy's cost of one legit transaction flagged.
+        decision_threshold: the "fixed" policy's fraud score threshold.
+        min_accuracy: gate: lowest accepted accuracy at the chosen threshold.
         min_roc_auc: gate: lowest accepted ROC-AUC.
-        min_recall: gate: lowest accepted recall.
+        min_recall: gate: lowest accepted recall at the chosen threshold (on test).
+        min_precision: gate: lowest accepted precision at the chosen threshold (on test).
         regression_tolerance: gate: how far below the champion's ROC-AUC (same test window)
             a challenger may be.
         deploy_timeout_seconds: how long the deploy step waits for the model server or the

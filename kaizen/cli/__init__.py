@@ -5,7 +5,7 @@ Each module registers its commands on the one Typer ``app``; commands load the s
 ``kaizen.cli._app.fail`` only.
 """
 
-from kaizen.cli import fingerprint, pipeline, predict, registry, serve, tune  # noqa: F401
+from kaizen.cli import feedback, fingerprint, monitor, pipeline, predict, registry, serve, tune  # noqa: F401
 from kaizen.cli._app import app
 
 __all__ = ["app"]

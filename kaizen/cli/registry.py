@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from kaizen.cli._app import app, console, fail, load_settings_or_exit
+
+if TYPE_CHECKING:
+    from kaizen.platform.settings import Settings
 
 
 def registry_errors() -> tuple[type[BaseException], ...]:
@@ -107,6 +110,7 @@ def status(
             f"{'last rejected':<18} v{rejected['version']}  at {str(rejected['rejected_at'])[:19]}"
             f"  by {rejected.get('rejected_by') or '?'}: {escape(str(rejected['reason']))}"
         )
+    console.print(_monitoring_line(settings), soft_wrap=True)
     table = Table(title="recent pipeline runs")
     for column in ("pipeline run", "started", "status", "gate", "rounds", "registered"):
         table.add_column(column)
@@ -160,3 +164,23 @@ def lineage(version: Annotated[str, typer.Argument(help="Version number or alias
         tuning_node.add(f"{name} = {value}")
     tree.add(f"code {chain.get('code', {}).get('git_commit', '?')}")
     console.print(tree)
+
+
+def _monitoring_line(settings: Settings) -> str:
+    """``kaizen monitor``'s last check in one line: when, which version, the breaches."""
+    from kaizen.monitoring.monitor import last_check
+    from kaizen.platform.redaction import redact_text
+    from kaizen.platform.storage import StorageError, open_store
+
+    try:
+        last = last_check(open_store(settings), settings.model_name)
+    except (StorageError, ValueError) as error:
+        return f"{'monitoring':<18} unreadable: {escape(redact_text(str(error)))}"
+    if last is None:
+        return f"{'monitoring':<18} never checked (kaizen monitor)"
+    breaches = [str(breach["check"]) for breach in last.get("breaches", [])]
+    verdict = f"[red]breaches: {', '.join(breaches)}[/red]" if breaches else "no breach"
+    return (
+        f"{'monitoring':<18} last check {str(last.get('checked_at', '?'))[:19]} of "
+        f"v{last.get('version', '?')}: {verdict}"
+    )

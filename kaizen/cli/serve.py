@@ -70,7 +70,12 @@ def serve(
     ] = False,
     threshold: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="Fraud decision threshold (server default: 0.5)."),
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Fraud decision threshold for every version (default: each version's "
+            "recorded threshold, 0.5 for a version without one).",
+        ),
     ] = None,
     max_batch: Annotated[
         int | None, typer.Option(min=1, help="Most instances per request (server default: 256).")

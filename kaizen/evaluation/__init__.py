@@ -1,7 +1,8 @@
 """Evaluation: metrics from labels and scores, the quality gate, and reports with plots.
 
 ``metrics`` and ``gate`` need only numpy (scikit-learn is imported when metrics are
-computed); ``report`` imports matplotlib inside its functions.
+computed); ``threshold`` chooses the operating threshold; ``report`` imports matplotlib
+inside its functions.
 """
 
 from kaizen.evaluation.gate import (
@@ -14,6 +15,7 @@ from kaizen.evaluation.gate import (
 )
 from kaizen.evaluation.metrics import CLASS_LABELS, EvaluationResult, evaluate_scores
 from kaizen.evaluation.report import write_html_report, write_plots
+from kaizen.evaluation.threshold import ThresholdChoice, ThresholdPolicy, choose_threshold
 
 __all__ = [
     "CLASS_LABELS",
@@ -23,6 +25,9 @@ __all__ = [
     "GateDecision",
     "GatePolicy",
     "ThresholdCheck",
+    "ThresholdChoice",
+    "ThresholdPolicy",
+    "choose_threshold",
     "decide",
     "evaluate_scores",
     "write_html_report",

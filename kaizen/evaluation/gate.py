@@ -28,6 +28,8 @@ Operator = Literal[">=", "<="]
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {">=": op.ge, "<=": op.le}
 _NEGATED = {">=": "<", "<=": ">"}
+# Metrics measured at the decision threshold: their reasons name it when the metrics carry it.
+AT_THRESHOLD_METRICS = frozenset({"accuracy", "precision", "recall", "f1"})
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,8 @@ class ThresholdCheck:
         shown_value, shown_threshold = _fmt_pair(value, self.threshold)
         relation = self.operator if passed else _NEGATED[self.operator]
         outcome = "pass" if passed else "fail"
-        reason = f"{self.metric} {shown_value} {relation} {shown_threshold}: {outcome}"
+        at = _at_threshold(self.metric, metrics)
+        reason = f"{self.metric} {shown_value} {relation} {shown_threshold}{at}: {outcome}"
         return self._result(value, passed, reason)
 
     def _result(self, value: float | None, passed: bool, reason: str) -> CheckResult:
@@ -203,6 +206,9 @@ class NoRegressionCheck:
         )
 
 
+_OPTIONAL_MINIMUMS = frozenset({"min_precision", "min_pr_auc"})
+
+
 @dataclass(frozen=True)
 class GatePolicy:
     """Minimum metric values a candidate model must reach.
@@ -214,6 +220,8 @@ class GatePolicy:
         min_accuracy: Minimum accuracy at the decision threshold (source requirement: 80%).
         min_roc_auc: Minimum area under the ROC curve.
         min_recall: Minimum share of fraud caught at the decision threshold.
+        min_precision: Minimum share of flagged transactions that are fraud, at the decision
+            threshold, or ``None`` to not gate on it.
         min_pr_auc: Minimum average precision, or ``None`` to not gate on it.
 
     Raises:
@@ -223,12 +231,13 @@ class GatePolicy:
     min_accuracy: float = 0.80
     min_roc_auc: float = 0.90
     min_recall: float = 0.50
+    min_precision: float | None = None
     min_pr_auc: float | None = None
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
-            if value is None and item.name == "min_pr_auc":
+            if value is None and item.name in _OPTIONAL_MINIMUMS:
                 continue
             if not (_is_finite_number(value) and 0.0 <= float(value) <= 1.0):
                 raise ValueError(
@@ -417,6 +426,14 @@ def _is_nan(value: object) -> bool:
 def _is_finite_number(value: object) -> bool:
     number = _as_float(value)
     return number is not None and math.isfinite(number)
+
+
+def _at_threshold(metric: str, metrics: Mapping[str, object]) -> str:
+    """`` at threshold 0.734`` for a metric measured at the metrics' decision threshold."""
+    threshold = metrics.get("threshold")
+    if metric not in AT_THRESHOLD_METRICS or not _is_finite_number(threshold):
+        return ""
+    return f" at threshold {float(threshold):.4g}"  # type: ignore[arg-type]
 
 
 def _fmt(value: float) -> str:

@@ -49,6 +49,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from kaizen.platform.kube_errors import status_fields, transport_cause
+
 if TYPE_CHECKING:
     import kubernetes.client
 
@@ -611,7 +613,7 @@ class InferenceServiceRollout:
             try:
                 return method(*args, _request_timeout=self.request_timeout_s, **kwargs)
             except ApiException as err:
-                code, reason, message = _status_fields(err)
+                code, reason, message = status_fields(err)
                 if code == 409 and conflicts_ok:
                     raise _Conflict(message) from None
                 if code not in RETRYABLE_STATUSES or attempt == self.attempts:
@@ -621,9 +623,9 @@ class InferenceServiceRollout:
                 if attempt == self.attempts:
                     raise InferenceServiceUnreachableError(
                         f"Kubernetes API at {self._host()} unreachable: could not {verb} "
-                        f"{self.where} after {self.attempts} attempts ({_transport_cause(err)})"
+                        f"{self.where} after {self.attempts} attempts ({transport_cause(err)})"
                     ) from None
-                cause = _transport_cause(err)
+                cause = transport_cause(err)
             delay = min(self.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
             logger.warning(
                 "%s %s: %s; retry %d of %d in %.2fs",
@@ -680,30 +682,3 @@ class _Conflict(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-def _status_fields(err: Any) -> tuple[int, str, str]:
-    """``(code, reason, message)`` of the Kubernetes Status object in an error answer."""
-    code = int(err.status or 0)
-    reason = str(err.reason or "")
-    message = ""
-    try:
-        status = json.loads(err.body) if err.body else {}
-    except (TypeError, ValueError):
-        status = {}
-    if isinstance(status, dict):
-        code = int(status.get("code") or code)
-        reason = str(status.get("reason") or reason)
-        message = str(status.get("message") or "")
-    if not message and isinstance(err.body, str | bytes):
-        text = err.body.decode(errors="replace") if isinstance(err.body, bytes) else err.body
-        message = " ".join(text.split())[:300]
-    return code, reason, message
-
-
-def _transport_cause(err: Exception) -> str:
-    cause = getattr(err, "reason", None) or err
-    text = str(cause)
-    if "Failed to establish a new connection:" in text:
-        text = text.split("Failed to establish a new connection:", 1)[1].strip()
-    return f"{type(cause).__name__}: {text}"

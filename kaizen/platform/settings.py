@@ -90,6 +90,38 @@ class Settings(BaseSettings):
         default=None,
         description="If set, the notify step POSTs a JSON summary of every run here.",
     )
+    slack_webhook_url: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Slack-compatible incoming webhook (Slack, Mattermost, a Teams workflow) that gets "
+            "each notification as text and blocks; its path is a token, so it is a secret. "
+            "Empty: off."
+        ),
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server that emails each notification; unset: no email."
+    )
+    smtp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="SMTP port; default by security: 587 starttls, 465 ssl, 25 none.",
+    )
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls",
+        description="TLS to the SMTP server: STARTTLS upgrade, TLS from the start, or none.",
+    )
+    smtp_user: str | None = Field(default=None, description="SMTP login; unset: no AUTH.")
+    smtp_password: SecretStr = Field(default=SecretStr(""), description="SMTP password.")
+    smtp_password_file: Path | None = Field(
+        default=None,
+        description="File holding the SMTP password (a mounted Secret); wins over SMTP_PASSWORD.",
+    )
+    smtp_from: str | None = Field(default=None, description="Sender address of the emails.")
+    smtp_to: str = Field(default="", description="Recipients of the emails, comma-separated.")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA bundle that signed the SMTP server's certificate."
+    )
     deploy_target: Literal["local", "kserve"] = Field(
         default="local",
         description=(
@@ -151,15 +183,84 @@ class Settings(BaseSettings):
         default="kaizen-pipeline-runner",
         description="ServiceAccount of the pods of submitted runs; empty: KFP's default.",
     )
+    prediction_log_max_rows: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "Predictions the server buffers in memory for the prediction log; more are "
+            "dropped and counted; 0 turns the log off."
+        ),
+    )
+    prediction_log_flush_rows: int = Field(
+        default=5_000, ge=1, description="Buffered predictions that trigger a write."
+    )
+    prediction_log_flush_seconds: float = Field(
+        default=30.0, gt=0, description="Longest a prediction waits in memory before a write."
+    )
+    monitor_window_hours: float = Field(
+        default=24.0, gt=0, description="Recent predictions `kaizen monitor` checks for drift."
+    )
+    monitor_label_window_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="Predictions whose labels `kaizen monitor` judges live performance on.",
+    )
+    monitor_min_predictions: int = Field(
+        default=200, ge=1, description="Fewest recent predictions before drift is judged."
+    )
+    monitor_min_labelled: int = Field(
+        default=100, ge=1, description="Fewest labelled predictions before live metrics count."
+    )
+    monitor_min_fraud_labels: int = Field(
+        default=10, ge=1, description="Fewest frauds among them before recall and ROC-AUC count."
+    )
+    monitor_psi_threshold: float = Field(
+        default=0.2, gt=0, description="A feature whose PSI exceeds this has drifted."
+    )
+    monitor_score_psi_threshold: float = Field(
+        default=0.2, gt=0, description="The prediction score has drifted above this PSI."
+    )
+    monitor_min_precision: float = Field(
+        default=0.2, ge=0, le=1, description="Live precision below this is a breach."
+    )
+    monitor_min_recall: float = Field(
+        default=0.5, ge=0, le=1, description="Live recall below this is a breach."
+    )
+    monitor_min_roc_auc: float = Field(
+        default=0.8, ge=0, le=1, description="Live ROC-AUC below this is a breach."
+    )
+    retrain_target: Literal["none", "local", "kfp", "github"] = Field(
+        default="none",
+        description="What a monitoring breach starts: none, local, kfp or github.",
+    )
+    retrain_min_interval_seconds: float = Field(
+        default=86_400.0, ge=0, description="Least time between two retrainings of one model."
+    )
+    retrain_source_uri: str = Field(
+        default="",
+        description="Transactions file a retraining trains on; empty: synthetic data.",
+    )
+    retrain_github_repository: str = Field(
+        default="",
+        pattern=r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="owner/name receiving the repository_dispatch (KAIZEN_RETRAIN_TARGET=github).",
+    )
+    retrain_github_token_file: Path | None = Field(
+        default=None, description="File holding the GitHub token for the repository_dispatch."
+    )
+    retrain_github_api_url: str = Field(
+        default="https://api.github.com",
+        description="GitHub's REST API (GitHub Enterprise: its own).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="before")
     @classmethod
     def _keys_from_files(cls, values: object) -> object:
-        """Read ``KAIZEN_S3_*_KEY_FILE`` into the key (a mounted Secret's file, one line)."""
+        """Read ``KAIZEN_S3_*_KEY_FILE`` and ``KAIZEN_SMTP_PASSWORD_FILE`` into their value."""
         if not isinstance(values, dict):
             return values
-        for name in ("s3_access_key", "s3_secret_key"):
+        for name in ("s3_access_key", "s3_secret_key", "smtp_password"):
             path = values.get(f"{name}_file")
             if path in (None, ""):
                 continue
@@ -183,6 +284,73 @@ class Settings(BaseSettings):
                         "(the development placeholder is refused)"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _notification_channels_complete(self) -> Settings:
+        """A channel is configured whole or not at all; nothing here prints a secret."""
+        slack = self.slack_webhook_url.get_secret_value()
+        if slack:
+            parts = urlsplit(slack)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"{ENV_PREFIX}SLACK_WEBHOOK_URL: expected an http(s) URL such as "
+                    f"https://hooks.slack.com/services/..., got scheme {parts.scheme!r}"
+                )
+        recipients = self.smtp_recipients
+        if self.smtp_host is None:
+            if recipients or self.smtp_user:
+                raise ValueError(
+                    f"{ENV_PREFIX}SMTP_TO/{ENV_PREFIX}SMTP_USER are set but "
+                    f"{ENV_PREFIX}SMTP_HOST is not"
+                )
+            return self
+        if not self.smtp_from or "@" not in self.smtp_from:
+            raise ValueError(
+                f"{ENV_PREFIX}SMTP_FROM: expected the sender's address when "
+                f"{ENV_PREFIX}SMTP_HOST is set, got {self.smtp_from!r}"
+            )
+        if not recipients:
+            raise ValueError(
+                f"{ENV_PREFIX}SMTP_TO: expected comma-separated addresses when "
+                f"{ENV_PREFIX}SMTP_HOST is set, got none"
+            )
+        malformed = [address for address in recipients if "@" not in address]
+        if malformed:
+            raise ValueError(f"{ENV_PREFIX}SMTP_TO: expected addresses, got {malformed!r}")
+        password = bool(self.smtp_password.get_secret_value())
+        if password != bool(self.smtp_user):
+            raise ValueError(
+                f"{ENV_PREFIX}SMTP_USER and {ENV_PREFIX}SMTP_PASSWORD (or _FILE) go together: "
+                f"got only the {'password' if password else 'user'}"
+            )
+        if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
+            raise ValueError(f"{ENV_PREFIX}SMTP_CA_FILE: no such file {self.smtp_ca_file}")
+        loopback = self.smtp_host in ("localhost", "127.0.0.1", "::1")
+        if self.smtp_user and self.smtp_security == "none" and not loopback:
+            raise ValueError(
+                f"{ENV_PREFIX}SMTP_SECURITY=none would send the SMTP password in clear text to "
+                f"{self.smtp_host}: use starttls or ssl"
+            )
+        return self
+
+    @field_validator(
+        "smtp_host",
+        "smtp_port",
+        "smtp_user",
+        "smtp_password_file",
+        "smtp_from",
+        "smtp_ca_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_smtp_value_is_none(cls, value: object) -> object:
+        # A ConfigMap key that is present but empty means "not set", as for the webhook.
+        return None if value == "" else value
+
+    @property
+    def smtp_recipients(self) -> tuple[str, ...]:
+        """``KAIZEN_SMTP_TO`` split on commas, blanks dropped."""
+        return tuple(part.strip() for part in self.smtp_to.split(",") if part.strip())
 
     @field_validator("webhook_url", mode="before")
     @classmethod

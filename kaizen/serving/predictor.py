@@ -22,6 +22,12 @@ returns nulls and :func:`kaizen.features.store.online_features` fills stored fea
 0 ("no activity"), exactly as training filled them, so a first-time customer is scored as
 one without history.
 
+``is_fraud`` is ``fraud_probability >= threshold``, where the threshold is the one the model
+version was registered with (its ``kaizen.decision_threshold`` tag, chosen on validation by
+the pipeline's threshold policy, :mod:`kaizen.evaluation.threshold`); a version registered
+without one is served at ``DEFAULT_THRESHOLD`` (0.5), and an explicit ``threshold`` (the
+server's ``--threshold``) overrides both.
+
 It is served by :mod:`kaizen.serving.server` (behind the canary router), which adds the
 limits, health and graceful shutdown::
 
@@ -83,6 +89,10 @@ class _Progress:
 
 
 _PROGRESS: ContextVar[_Progress | None] = ContextVar("kaizen_serving_progress", default=None)
+#: A caller (the router's prediction log) sets a list here to receive the matrix scored.
+SCORED_MATRICES: ContextVar[list[np.ndarray] | None] = ContextVar(
+    "kaizen_scored_matrices", default=None
+)
 
 
 def _enter_stage(stage: str) -> None:
@@ -110,7 +120,9 @@ class FraudPredictor(kserve.Model):
     Args:
         name: Model name in the URLs (``/v1/models/<name>:predict``).
         alias: Registry alias or version number to serve.
-        threshold: Probability at or above which ``is_fraud`` is true.
+        threshold: Probability at or above which ``is_fraud`` is true; None (the default)
+            uses the threshold recorded with the model version, ``DEFAULT_THRESHOLD`` for a
+            version without one.
         max_batch: Most instances (V1) or rows (V2) per request.
         feature_repo: Feast repo for entity requests; None rejects them with a 400.
         settings: Kaizen settings (registry and ``KAIZEN_HOME``).
@@ -126,7 +138,7 @@ class FraudPredictor(kserve.Model):
         name: str = DEFAULT_MODEL_NAME,
         *,
         alias: int | str = "champion",
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         feature_repo: Path | None = None,
         settings: Settings,
@@ -134,7 +146,7 @@ class FraudPredictor(kserve.Model):
         fallback_to_last_good: bool = False,
     ) -> None:
         super().__init__(name)
-        if not 0.0 <= threshold <= 1.0:
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -143,7 +155,9 @@ class FraudPredictor(kserve.Model):
         self.alias = alias
         self.fallback_to_last_good = fallback_to_last_good
         self._verified_files: dict[str, bytes] = {}
-        self.threshold = threshold
+        self.threshold_override = threshold
+        # Until a version loads: the override, else the default; load() sets the version's.
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.max_batch = max_batch
         self.feature_repo = feature_repo
         self.request_timeout = request_timeout
@@ -170,6 +184,7 @@ class FraudPredictor(kserve.Model):
                 the model's feature service or features, or its online lookup fails;
                 the message names the repo.
         """
+        from kaizen.evaluation.threshold import recorded_threshold
         from kaizen.features.store import DEFAULT_FEATURE_SERVICE
         from kaizen.registry import download_model_version
         from kaizen.registry.models import TAG_FEATURE_SERVICE
@@ -192,6 +207,10 @@ class FraudPredictor(kserve.Model):
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise ValueError(f"{info.label}: {FEATURES_FILE} is not a list of feature names")
         service = info.tags.get(TAG_FEATURE_SERVICE) or DEFAULT_FEATURE_SERVICE
+        recorded = recorded_threshold(info.tags)
+        threshold = self.threshold_override
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLD if recorded is None else recorded
         store = None
         if self.feature_repo is not None:
             store = _open_feature_store(
@@ -201,7 +220,19 @@ class FraudPredictor(kserve.Model):
         _score(model, np.zeros((1, len(features)), dtype=np.float32), features)
         self.model, self.info, self.features = model, info, features
         self.feature_service, self._store = service, store
+        self.threshold = threshold
         self._verified_files = files
+        _logger.info(
+            "%s: %s decides is_fraud at threshold %.6g (%s)",
+            self.name,
+            info.label,
+            threshold,
+            "the server's --threshold"
+            if self.threshold_override is not None
+            else "recorded with the version"
+            if recorded is not None
+            else "default: the version has none recorded",
+        )
         self.ready = True
         return True
 
@@ -443,6 +474,9 @@ class FraudPredictor(kserve.Model):
                 f"({probabilities[bad[0]]}) for instance {int(bad[0])}: the model is "
                 f"unusable and needs a rollback or retraining"
             )
+        sink = SCORED_MATRICES.get()
+        if sink is not None:
+            sink.append(matrix)
         return probabilities
 
     async def predict(

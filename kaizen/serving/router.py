@@ -21,10 +21,11 @@ alias (``actor="canary"``) and sends all traffic to the new champion; rollback w
 challenger (which records the reason) and drops it; both go through
 :meth:`~kaizen.registry.models.ModelRegistry.apply_canary_decision`, which changes nothing
 when another replica applied the decision already. The replica that recorded the decision
-sends it to the notifier (``KAIZEN_WEBHOOK_URL``), the others do not. A decision that cannot
-be recorded (object store unreachable) moves nothing: the challenger gets no more traffic
-here and recording is retried at every poll. A challenger whose version already has a
-recorded decision is never canaried again: the decision is applied instead.
+sends it to the notification channels (``KAIZEN_WEBHOOK_URL``, Slack, email), the others do
+not. A decision that cannot be recorded (object store unreachable) moves nothing: the
+challenger gets no more traffic here and recording is retried at every poll. A challenger
+whose version already has a recorded decision is never canaried again: the decision is
+applied instead.
 
 The same control thread polls the registry aliases every ``reload_interval`` seconds and
 loads a version an alias moved to before swapping it in: a request keeps the predictor it
@@ -35,10 +36,15 @@ sha256 mismatch) never replaces the working one; it is logged, counted
 V1 predictions carry a ``prediction_id``; ``POST /v1/models/<name>/feedback`` (see
 :func:`feedback_route`) takes labels for them, and the canary compares accuracy once both
 variants have enough labels. Feedback is V1 only: V2 responses carry no prediction ids.
+The feedback route also stores every label in the object store
+(:mod:`kaizen.monitoring.labels`), and every answered prediction, V1 or V2, goes to the
+prediction log (:mod:`kaizen.monitoring.predictions`), which the router closes, writing what
+is buffered, when the server stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -73,13 +79,14 @@ from kaizen.serving.canary import (
 )
 from kaizen.serving.errors import PredictionFailedError, RequestTimeoutError
 from kaizen.serving.predictor import (
-    DEFAULT_THRESHOLD,
     OUTPUT_NAME,
+    SCORED_MATRICES,
     FraudPredictor,
 )
 from kaizen.serving.schema import DEFAULT_MAX_BATCH, MAX_FEEDBACK_ITEMS
 
 if TYPE_CHECKING:
+    from kaizen.monitoring.predictions import PredictionLog
     from kaizen.platform.settings import Settings
     from kaizen.platform.storage import ObjectStore
     from kaizen.registry.models import ModelRegistry
@@ -137,7 +144,8 @@ class ModelRouter(kserve.Model):
         name: Model name in the URLs (``/v1/models/<name>:predict``).
         settings: Kaizen settings (registry, ``KAIZEN_HOME``, webhook).
         feature_repo: Feast repo for entity requests; None rejects them with a 400.
-        threshold: Probability at or above which ``is_fraud`` is true.
+        threshold: Probability at or above which ``is_fraud`` is true; None (the default):
+            each version's recorded threshold, 0.5 for a version without one.
         max_batch: Most instances (V1) or rows (V2) per request.
         request_timeout: Seconds each variant gets per request (None: no limit).
         policy: Canary share and limits.
@@ -156,7 +164,7 @@ class ModelRouter(kserve.Model):
         *,
         settings: Settings,
         feature_repo: Path | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         request_timeout: float | None = 2.0,
         policy: CanaryPolicy | None = None,
@@ -170,7 +178,7 @@ class ModelRouter(kserve.Model):
             raise ValueError(f"reload_interval must be > 0 seconds, got {reload_interval}")
         if feedback_memory < 1:
             raise ValueError(f"feedback_memory must be >= 1, got {feedback_memory}")
-        if not 0.0 <= threshold <= 1.0:
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
         self.feature_repo = feature_repo
         self.threshold = threshold
@@ -199,6 +207,7 @@ class ModelRouter(kserve.Model):
         self._memory: OrderedDict[str, _Remembered] = OrderedDict()
         self._memory_size = feedback_memory
         self._memory_lock = threading.Lock()
+        self._prediction_log: PredictionLog | None = None
 
     # ----- loading and reloading --------------------------------------------------------
 
@@ -272,9 +281,26 @@ class ModelRouter(kserve.Model):
             ):
                 challenger = self._try_load(info.version, CHALLENGER)
         self._install(champion, challenger)
+        self._start_prediction_log()
         self.ready = True
         self.start_control()
         return True
+
+    def _start_prediction_log(self) -> None:
+        """Start logging predictions to the object store (``KAIZEN_PREDICTION_LOG_*``)."""
+        from kaizen.monitoring.predictions import PredictionLog
+
+        settings = self._settings
+        if self._prediction_log is not None or settings.prediction_log_max_rows == 0:
+            return
+        self._prediction_log = PredictionLog(
+            self.name,
+            self._store(),
+            max_rows=settings.prediction_log_max_rows,
+            flush_rows=min(settings.prediction_log_flush_rows, settings.prediction_log_max_rows),
+            flush_seconds=settings.prediction_log_flush_seconds,
+        )
+        self._prediction_log.start()
 
     def start(self) -> None:
         """KServe's start hook: make sure the control thread runs (readiness unchanged)."""
@@ -299,6 +325,9 @@ class ModelRouter(kserve.Model):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+        if self._prediction_log is not None:
+            # After the drain: every answered prediction is in the buffer now.
+            self._prediction_log.close()
 
     def _control_loop(self) -> None:
         next_poll = time.monotonic() + self.reload_interval
@@ -671,10 +700,10 @@ class ModelRouter(kserve.Model):
         challenger: _Variant,
         decision: CanaryRecord,
     ) -> None:
-        from kaizen.platform.notify import Notification, notify
+        from kaizen.platform.notify import Event, Notification, deliver
 
         settings = self._settings
-        notify(
+        deliver(
             Notification(
                 pipeline="canary",
                 run=f"{self.name} version {challenger.version}",
@@ -693,8 +722,9 @@ class ModelRouter(kserve.Model):
                     "challenger": _summary(challenger.stats),
                     "champion": _summary(champion.stats),
                 },
+                event=Event.CANARY_PROMOTED if verb == "promoted" else Event.CANARY_ROLLED_BACK,
             ),
-            str(settings.webhook_url) if settings.webhook_url else None,
+            settings,
         )
 
     # ----- serving ----------------------------------------------------------------------
@@ -766,6 +796,8 @@ class ModelRouter(kserve.Model):
     ) -> tuple[Any, dict[str, str]]:
         version, role = variant.version, variant.role
         started = time.perf_counter()
+        scored: list[np.ndarray] = []
+        token = SCORED_MATRICES.set(scored)
         try:
             result = await variant.predictor(body, headers=headers, verb=verb)
             response, response_headers = _split(result)
@@ -797,29 +829,105 @@ class ModelRouter(kserve.Model):
                 else "exception",
             )
             raise
+        finally:
+            SCORED_MATRICES.reset(token)
         elapsed = time.perf_counter() - started
         variant.stats.record_success(elapsed)
         metrics.record_request(self.name, version, role, "ok", elapsed)
         metrics.record_scores(self.name, version, role, scores)
+        ids: list[str] = []
         if isinstance(response, dict):
-            self._label_predictions(response, variant)
+            ids = self._label_predictions(response, variant)
+        self._log_predictions(variant, response, scores, scored, ids)
         return response, {**response_headers, VERSION_HEADER: str(version)}
 
-    def _label_predictions(self, response: dict[str, Any], variant: _Variant) -> None:
+    def _log_predictions(
+        self,
+        variant: _Variant,
+        response: Any,
+        scores: list[float],
+        scored: list[np.ndarray],
+        ids: list[str],
+    ) -> None:
+        """Hand one answer's predictions to the prediction log; never raises."""
+        from kaizen.monitoring.predictions import LoggedPrediction, new_prediction_id, now
+
+        log = self._prediction_log
+        if log is None or not scored:
+            return
+        try:
+            matrix = scored[-1]
+            if isinstance(response, dict):
+                decisions = [bool(p.get("is_fraud")) for p in response.get("predictions", [])]
+            else:  # V2 answers scores only: the decision is the threshold's
+                threshold = variant.predictor.threshold  # the version's own (see predictor)
+                decisions = [score >= threshold for score in scores]
+            if len(ids) != len(scores):  # V2 responses have no place for ids: made up here
+                ids = [new_prediction_id() for _ in scores]
+            if not (len(matrix) == len(scores) == len(decisions)):
+                return
+            answered = now()
+            names = tuple(variant.predictor.features)
+            log.record(
+                [
+                    LoggedPrediction(
+                        prediction_id=ids[i],
+                        time=answered,
+                        model_version=variant.version,
+                        variant=variant.role,
+                        score=scores[i],
+                        decision=decisions[i],
+                        features=tuple(float(v) for v in matrix[i]),
+                        feature_names=names,
+                    )
+                    for i in range(len(scores))
+                ]
+            )
+        except Exception:  # the log must never fail a request
+            logger.exception("model router %s: could not log predictions", self.name)
+
+    def _label_predictions(self, response: dict[str, Any], variant: _Variant) -> list[str]:
         predictions = response.get("predictions")
         if not isinstance(predictions, list):
-            return
+            return []
+        ids = []
         with self._memory_lock:
             for prediction in predictions:
                 if not isinstance(prediction, dict):
                     continue
                 prediction_id = uuid.uuid4().hex
                 prediction["prediction_id"] = prediction_id
+                ids.append(prediction_id)
                 self._memory[prediction_id] = _Remembered(
                     variant.stats, variant.version, variant.role, bool(prediction.get("is_fraud"))
                 )
             while len(self._memory) > self._memory_size:
                 self._memory.popitem(last=False)
+        return ids
+
+    def store_labels(self, labels: list[tuple[str, int]]) -> None:
+        """Store labels durably in the object store (``labels/<model>/``), before the canary.
+
+        Every label is stored, also for ids this server does not remember: the prediction
+        log joins them by id (:mod:`kaizen.monitoring.labels`).
+
+        Args:
+            labels: ``(prediction_id, is_fraud)`` pairs.
+
+        Raises:
+            kaizen.platform.storage.StorageError: the object store refused the write.
+        """
+        from kaizen.monitoring.labels import Label, store_labels
+        from kaizen.monitoring.predictions import now
+
+        received = now()
+        store_labels(
+            self._store(),
+            self.name,
+            [Label(pid, int(label), received) for pid, label in labels],
+            source="api",
+            received=received,
+        )
 
     def record_feedback(self, prediction_id: str, is_fraud: bool | int) -> bool:
         """Record the true label of one earlier V1 prediction.
@@ -981,8 +1089,21 @@ def feedback_route(router: ModelRouter) -> APIRouter:
             labels = parse_feedback(body)
         except ValueError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
+        try:
+            await asyncio.to_thread(router.store_labels, labels)
+        except Exception as error:
+            from kaizen.platform.redaction import redact_text
+
+            # Not applied to the canary either: the client's retry then counts once.
+            reason = redact_text(str(error))
+            logger.error("model router %s: feedback not stored: %s", router.name, reason)
+            return JSONResponse(
+                {"error": f"labels not stored, send them again: {reason}"}, status_code=503
+            )
         unknown = [pid for pid, label in labels if not router.record_feedback(pid, label)]
-        return JSONResponse({"accepted": len(labels) - len(unknown), "unknown": unknown})
+        return JSONResponse(
+            {"accepted": len(labels) - len(unknown), "unknown": unknown, "stored": len(labels)}
+        )
 
     api.add_api_route(
         f"/v1/models/{router.name}/feedback",

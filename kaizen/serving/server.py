@@ -104,7 +104,8 @@ class ServingConfig:
         http_port: HTTP port.
         model_name: Model name in the URLs.
         feature_repo: Feast repo for entity requests; None serves feature vectors only.
-        threshold: Probability at or above which ``is_fraud`` is true.
+        threshold: Probability at or above which ``is_fraud`` is true; None: each model
+            version's recorded threshold (0.5 for a version without one).
         max_batch: Most instances (V1) or rows (V2) per request.
         max_body_bytes: Largest request body accepted (413 beyond).
         request_timeout: Seconds one request may take (504 beyond).
@@ -126,7 +127,7 @@ class ServingConfig:
     http_port: int = DEFAULT_HTTP_PORT
     model_name: str = DEFAULT_MODEL_NAME
     feature_repo: Path | None = None
-    threshold: float = 0.5
+    threshold: float | None = None
     max_batch: int = DEFAULT_MAX_BATCH
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -142,7 +143,7 @@ class ServingConfig:
             ("host", bool(self.host), "a host name or address"),
             ("http_port", 0 <= self.http_port <= 65535, "a port in 0..65535"),
             ("model_name", re.fullmatch(r"[\w.-]+", self.model_name) is not None, "a name"),
-            ("threshold", 0.0 <= self.threshold <= 1.0, "within [0, 1]"),
+            ("threshold", self.threshold is None or 0.0 <= self.threshold <= 1.0, "within [0, 1]"),
             ("max_batch", self.max_batch >= 1, "at least 1"),
             ("max_body_bytes", self.max_body_bytes >= 1, "at least 1"),
             ("request_timeout", 0 < self.request_timeout < math.inf, "positive seconds"),
@@ -862,6 +863,7 @@ def _openapi(app: FastAPI, dataplane: DataPlane, config: ServingConfig) -> dict[
                 ),
                 "400": _response("Invalid feedback, naming the field", error),
                 "413": _response("Body over the size limit", error),
+                "503": _response("Labels not stored (object store unavailable); send again", error),
             }
         )
     if model is not None and model.ready:
@@ -895,8 +897,13 @@ _FEEDBACK_RESPONSE: dict[str, Any] = {
     "properties": {
         "accepted": {"type": "integer", "minimum": 0},
         "unknown": {"type": "array", "items": {"type": "string"}},
+        "stored": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Labels stored in the object store (all of them, known ids or not).",
+        },
     },
-    "required": ["accepted", "unknown"],
+    "required": ["accepted", "unknown", "stored"],
 }
 
 

@@ -21,6 +21,7 @@ def gate_step(
     min_accuracy: float = 0.80,
     min_roc_auc: float = 0.90,
     min_recall: float = 0.50,
+    min_precision: float | None = None,
     regression_tolerance: float = 0.01,
     run_id: str = "",
     round_index: int = 0,
@@ -29,7 +30,10 @@ def gate_step(
 
     When the evaluation holds the champion's metrics on the same test window, the candidate's
     ROC-AUC must also be at least the champion's minus ``regression_tolerance``. The first
-    model (no champion yet) is judged on the thresholds alone.
+    model (no champion yet) is judged on the thresholds alone. Accuracy, recall and precision
+    are those at the operating threshold the evaluate step chose on validation; the decision
+    carries that choice (``threshold``) on to the register step, which records it with the
+    model version.
 
     With a ``run_id`` the decision is also recorded in the object store under
     ``runs/<run_id>/gate-round-<k>.json``, where the notify step finds every round's outcome.
@@ -40,7 +44,12 @@ def gate_step(
 
     evaluation = read_json(evaluation_path)
     metrics = evaluation["metrics"]
-    policy = GatePolicy(min_accuracy=min_accuracy, min_roc_auc=min_roc_auc, min_recall=min_recall)
+    policy = GatePolicy(
+        min_accuracy=min_accuracy,
+        min_roc_auc=min_roc_auc,
+        min_recall=min_recall,
+        min_precision=min_precision,
+    )
     champion = evaluation.get("champion")
     extra: list[Check] = []
     if champion and champion.get("comparable"):
@@ -56,6 +65,7 @@ def gate_step(
     payload = decision.to_dict()
     payload["round"] = round_index
     payload["champion"] = champion
+    payload["threshold"] = evaluation.get("threshold")
     write_json_atomic(Path(decision_path), payload)
     if run_id:
         record_gate_outcome(open_store(settings), run_id, round_index, payload, metrics)

@@ -42,7 +42,28 @@ def train_step(
         output_dir=Path(model_dir),
         checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
     )
+    _write_reference(model_dir, train_path, validation_path, list(manifest["feature_names"]))
     run = tracker(run_id, settings)
     if run is not None:
         run.log_training(model_dir, round_index=round_index)
     return result.summary()
+
+
+def _write_reference(
+    model_dir: str | os.PathLike[str],
+    train_path: str | os.PathLike[str],
+    validation_path: str | os.PathLike[str],
+    feature_names: list[str],
+) -> None:
+    """Write ``reference.json`` beside the model: the training reference the monitor compares
+    live traffic with (training features, validation scores; ``kaizen.monitoring.reference``)."""
+    import pandas as pd
+
+    from kaizen.monitoring.reference import REFERENCE_FILE, build_reference
+    from kaizen.platform.fileio import write_text_atomic
+    from kaizen.training.train import load_model, predict_proba
+
+    validation = pd.read_parquet(validation_path)
+    scores = predict_proba(load_model(model_dir), validation, feature_names)
+    reference = build_reference(pd.read_parquet(train_path), feature_names, scores)
+    write_text_atomic(Path(model_dir) / REFERENCE_FILE, reference.to_json() + "\n")

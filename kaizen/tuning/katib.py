@@ -63,6 +63,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from kaizen.platform.kube_errors import status_fields, transport_cause
 from kaizen.platform.redaction import redact_text, redact_uri
 from kaizen.tuning.result import (
     ExperimentResult,
@@ -977,11 +978,11 @@ class KatibLauncher:
                             f"Kubernetes API at {self._host()} unreachable: could not {verb} "
                             f"Katib Experiment {self.namespace}/{name} after {self.attempts} "
                             f"attempts in {time.monotonic() - started:.1f}s "
-                            f"({_transport_cause(err)}). Check the cluster address in the "
+                            f"({transport_cause(err)}). Check the cluster address in the "
                             "kubeconfig and that the API server is up (`kubectl cluster-info`)"
                         )
                     ) from None
-                cause = _transport_cause(err)
+                cause = transport_cause(err)
             delay = min(self.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
             logger.warning(
                 "%s",
@@ -995,7 +996,7 @@ class KatibLauncher:
 
     def _api_error(self, err: ApiException, verb: str, name: str) -> KatibError:
         """Turn an API answer into an error that says what to do about it."""
-        code, reason, message = _status_fields(err)
+        code, reason, message = status_fields(err)
         where = f"Katib Experiment {self.namespace}/{name}"
         server = f"({code} {reason}: {message})"
         error: KatibError
@@ -1133,32 +1134,3 @@ def _duration_s(started_at: str | None, finished_at: str | None) -> float | None
     except ValueError:
         return None
     return (end - start).total_seconds()
-
-
-def _status_fields(err: ApiException) -> tuple[int, str, str]:
-    """``(code, reason, message)`` of the Kubernetes Status object in an error answer."""
-    code = int(err.status or 0)
-    reason = str(err.reason or "")
-    message = ""
-    try:
-        status = json.loads(err.body) if err.body else {}
-    except (TypeError, ValueError):
-        status = {}
-    if isinstance(status, dict):
-        code = int(status.get("code") or code)
-        reason = str(status.get("reason") or reason)
-        message = str(status.get("message") or "")
-    if not message and isinstance(err.body, str | bytes):
-        # A proxy in front of the API server may answer with plain text; keep it short.
-        text = err.body.decode(errors="replace") if isinstance(err.body, bytes) else err.body
-        message = " ".join(text.split())[:300]
-    return code, reason, message
-
-
-def _transport_cause(err: urllib3.exceptions.HTTPError) -> str:
-    cause = getattr(err, "reason", None) or err
-    text = str(cause)
-    # urllib3 prefixes the connection object's repr; the errno text after it is what matters.
-    if "Failed to establish a new connection:" in text:
-        text = text.split("Failed to establish a new connection:", 1)[1].strip()
-    return f"{type(cause).__name__}: {text}"

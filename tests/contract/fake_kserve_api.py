@@ -45,14 +45,14 @@ import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.contract.fake_kube_api import RecordedRequest, status_object
+from tests.contract.fake_kube_api import RecordedRequest, _handler_for, status_object
 
 CRD_FILE = (
     Path(__file__).resolve().parents[1]
@@ -778,31 +778,3 @@ def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
-
-
-def _handler_for(api: FakeKServeApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = raw.decode(errors="replace")
-            headers = {key.lower(): value for key, value in self.headers.items()}
-            code, answer = api._serve(self.command, self.path, body, headers)
-            payload = json.dumps(answer).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Silent: pytest shows failures, not access logs."""
-
-    return Handler

@@ -74,7 +74,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import kubernetes.client
@@ -843,7 +843,17 @@ def _resource_of(path: str) -> str:
     return "experiment/status" if match["status"] else "experiment"
 
 
-def _handler_for(api: FakeKubeApi) -> type[BaseHTTPRequestHandler]:
+class JsonApi(Protocol):
+    """A stand-in server's core: one request in, (status code, JSON answer) out."""
+
+    def _serve(
+        self, method: str, raw_path: str, body: Any, headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]: ...
+
+
+def _handler_for(api: JsonApi) -> type[BaseHTTPRequestHandler]:
+    """An HTTP/1.1 handler that hands each request to ``api`` (the KServe stand-in uses it too)."""
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 

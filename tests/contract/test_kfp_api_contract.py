@@ -282,7 +282,7 @@ def test_an_unknown_parameter_exits_2_listing_the_valid_names_before_any_request
     assert result.exit_code == 2
     text = flat(result)
     assert "has no parameter 'epoch' (did you mean 'epochs'?)" in text
-    assert "valid names: batch_size, customers, days, decision_threshold" in text
+    assert "valid names: batch_size, cost_false_alarm, cost_missed_fraud, customers, days" in text
     assert len(kfp_env.requests) == sent and kfp_env.runs == []
 
 

@@ -344,8 +344,8 @@ def test_feedback_labels_predictions_by_id_once(canary: SimpleNamespace) -> None
     again = http_call(canary.port, path, {"feedback": [{"prediction_id": first, "is_fraud": 1}]})
 
     assert status == 200
-    assert answer == {"accepted": 2, "unknown": ["never-issued"]}
-    assert again == (200, {"accepted": 0, "unknown": [first]})
+    assert answer == {"accepted": 2, "unknown": ["never-issued"], "stored": 3}
+    assert again == (200, {"accepted": 0, "unknown": [first], "stored": 1})
     version = str(alias(canary, "champion"))
     labelled = sum(
         metric(

@@ -129,6 +129,11 @@ def test_two_runs_champion_then_challenger_with_lineage(
     assert sorted(one.registered["aliases"]) == ["challenger", "champion"]
     assert one.gate["champion"] is None  # first model: thresholds alone
     assert not any(check["name"].startswith("no_regression") for check in one.gate["checks"])
+    # The operating threshold: chosen on validation, gated on at test, recorded with v1.
+    chosen = one.gate["threshold"]
+    assert chosen["policy"]["policy"] == "recall" and chosen["validation_recall"] >= 0.85
+    assert float(one.registered["tags"]["kaizen.decision_threshold"]) == chosen["threshold"]
+    assert "min_precision" in [check["name"] for check in one.gate["checks"]]
     # Without a server the deploy step records what a `kaizen serve` would pick up.
     deployed = first.json_artifact("deploy-model", "deployment") or {}
     assert (deployed["alias"], deployed["version"], deployed["status"]) == (

@@ -116,6 +116,7 @@ def test_dev_runs_its_own_stores_and_prod_uses_external_ones(
     ]
     assert workloads["overlays/prod"] == [
         "Deployment/feature-server",
+        "Deployment/kaizen-monitor",  # components/monitoring
         "Deployment/mlflow",
         "InferenceService/fraud-detector",
         "Job/bucket-setup",
@@ -180,7 +181,7 @@ def test_every_pod_meets_restricted_with_resources_and_probes(
                 assert "readinessProbe" not in container, label
             for volume in pod.spec.get("volumes") or []:
                 assert "hostPath" not in volume, label
-    assert seen == 6 + 4  # dev: 6 workloads of one container each; prod: 4
+    assert seen == 6 + 5  # dev: 6 workloads of one container each; prod: 5 (with the monitor)
 
 
 def test_katib_trial_pods_meet_restricted() -> None:

@@ -22,6 +22,7 @@ RANKS: dict[str, int] = {
     "tuning": 2,
     "registry": 2,
     "steps": 3,
+    "monitoring": 3,
     "pipeline": 4,
     "serving": 4,
     "cli": 5,

@@ -308,7 +308,12 @@ def evaluated(
         evaluate_model.python_func(
             model=trained.model,
             test_data=features.test,
+            validation_data=features.validation,
             feature_manifest=features.manifest,
+            threshold_policy="recall",
+            target_recall=0.85,
+            cost_missed_fraud=10.0,
+            cost_false_alarm=1.0,
             decision_threshold=0.5,
             run_id=RUN_ID,
             round_index=0,
@@ -328,8 +333,8 @@ def test_evaluate_model_logs_the_headline_metrics_curves_and_a_report(
 
     assert evaluation["rows"] == test_rows
     assert evaluation["champion"] is None  # nothing registered yet: nothing to compare with
-    assert set(evaluated.metrics.metadata) == set(HEADLINE_METRICS)
-    for name in HEADLINE_METRICS:
+    assert set(evaluated.metrics.metadata) == {*HEADLINE_METRICS, "threshold"}
+    for name in (*HEADLINE_METRICS, "threshold"):
         assert evaluated.metrics.metadata[name] == pytest.approx(evaluation["metrics"][name])
     classification = evaluated.classification.metadata
     assert classification["confidenceMetrics"]  # the ROC curve, point by point
@@ -338,6 +343,54 @@ def test_evaluate_model_logs_the_headline_metrics_curves_and_a_report(
     assert sum(sum(row["row"]) for row in matrix["rows"]) == test_rows
     report = Path(evaluated.report.path).read_text()
     assert "<html" in report.lower() and "roc" in report.lower()
+
+
+def test_evaluate_model_chooses_the_threshold_on_validation_and_measures_test_at_it(
+    evaluated: SimpleNamespace, features: SimpleNamespace
+) -> None:
+    evaluation = read_json(evaluated.evaluation)
+    choice = evaluation["threshold"]
+    validation_rows = len(pd.read_parquet(features.validation.path))
+
+    assert choice["policy"]["policy"] == "recall" and choice["policy"]["target_recall"] == 0.85
+    assert choice["validation_rows"] == validation_rows  # chosen on validation, not on test
+    assert choice["validation_recall"] >= 0.85
+    assert evaluation["metrics"]["threshold"] == choice["threshold"]
+    report = Path(evaluated.report.path).read_text()
+    assert "highest threshold with validation recall &gt;= 0.85" in report
+    assert f"{choice['threshold']:.4g}: precision" in report
+
+
+def test_evaluate_model_refuses_a_bad_policy_naming_the_parameter(
+    trained: SimpleNamespace, features: SimpleNamespace, tmp_path: Path
+) -> None:
+    outputs = {
+        "metrics": artifact(Metrics, tmp_path, "metrics"),
+        "classification_metrics": artifact(ClassificationMetrics, tmp_path, "classification"),
+        "report": artifact(HTML, tmp_path, "report"),
+        "evaluation": artifact(Artifact, tmp_path, "evaluation"),
+    }
+
+    with (
+        kaizen_env(tmp_path / "home"),
+        pytest.raises(ValueError, match=r"target_recall must be a number in \(0, 1\], got 0"),
+    ):
+        evaluate_model.python_func(
+            model=trained.model,
+            test_data=features.test,
+            validation_data=features.validation,
+            feature_manifest=features.manifest,
+            threshold_policy="recall",
+            target_recall=0.0,
+            cost_missed_fraud=10.0,
+            cost_false_alarm=1.0,
+            decision_threshold=0.5,
+            run_id="",
+            round_index=0,
+            **outputs,
+        )
+
+    assert not Path(outputs["evaluation"].path).exists()
 
 
 # ------------------------------------------------------------------ gate_model
@@ -352,6 +405,7 @@ def gate_passed(pipeline: SimpleNamespace, evaluated: SimpleNamespace) -> Simple
             min_accuracy=0.0,
             min_roc_auc=0.0,
             min_recall=0.0,
+            min_precision=0.0,
             regression_tolerance=0.01,
             run_id=RUN_ID,
             round_index=0,
@@ -367,6 +421,18 @@ def test_gate_model_passes_a_model_over_the_thresholds(gate_passed: SimpleNamesp
     assert gate_passed.decision.metadata == {"passed": True}
     assert recorded["passed"] is True and recorded["round"] == 0
     assert all(check["passed"] for check in recorded["checks"])
+    assert "min_precision" in [check["name"] for check in recorded["checks"]]
+
+
+def test_gate_model_carries_the_chosen_threshold_to_the_register_step(
+    gate_passed: SimpleNamespace, evaluated: SimpleNamespace
+) -> None:
+    recorded = read_json(gate_passed.decision)
+    threshold = read_json(evaluated.evaluation)["threshold"]
+
+    assert recorded["threshold"] == threshold
+    shown = f"at threshold {threshold['threshold']:.4g}: pass"
+    assert any(r.startswith("precision") and r.endswith(shown) for r in recorded["reasons"])
 
 
 def test_gate_model_fails_a_model_under_a_threshold_and_says_why(
@@ -385,6 +451,7 @@ def test_gate_model_fails_a_model_under_a_threshold_and_says_why(
             min_accuracy=0.0,
             min_roc_auc=0.0,
             min_recall=0.5,
+            min_precision=0.0,
             regression_tolerance=0.01,
             run_id="",
             round_index=0,
@@ -427,6 +494,32 @@ def test_register_model_registers_the_first_version_as_champion_and_challenger(
     assert record["sha256"] == trained.model.metadata["sha256"]
     assert registered.metadata["version"] == 1
     assert sorted(registered.metadata["aliases"].split(",")) == ["challenger", "champion"]
+
+
+def test_register_model_records_the_chosen_threshold_with_the_version(
+    registered: Artifact, evaluated: SimpleNamespace
+) -> None:
+    choice = read_json(evaluated.evaluation)["threshold"]
+    tags = read_json(registered)["tags"]
+
+    assert float(tags["kaizen.decision_threshold"]) == choice["threshold"]
+    assert tags["kaizen.threshold_policy"] == "highest threshold with validation recall >= 0.85"
+
+
+def test_register_model_stores_the_training_reference_the_monitor_reads(
+    pipeline: SimpleNamespace, registered: Artifact, features: SimpleNamespace
+) -> None:
+    from kaizen.monitoring.reference import load_reference
+    from kaizen.platform.settings import Settings
+    from kaizen.platform.storage import open_store
+
+    tags = read_json(registered)["tags"]
+    reference = load_reference(open_store(Settings(home=pipeline.home)), tags)
+
+    assert tags["kaizen.reference"].endswith(f"{RUN_ID}-round0.json")
+    assert reference is not None and reference.score is not None
+    assert list(reference.features) == read_json(features.manifest)["feature_names"]
+    assert reference.rows == len(pd.read_parquet(features.train.path))
 
 
 def test_register_model_again_for_the_same_run_returns_the_same_version(

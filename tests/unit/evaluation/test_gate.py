@@ -32,6 +32,7 @@ def test_default_policy_matches_the_documented_minimums() -> None:
         "min_accuracy": 0.80,
         "min_roc_auc": 0.90,
         "min_recall": 0.50,
+        "min_precision": None,
         "min_pr_auc": None,
     }
 
@@ -125,7 +126,9 @@ def test_optional_pr_auc_minimum_adds_a_check() -> None:
     assert decision.failures == ["pr_auc 0.700 < 0.750: fail"]
 
 
-@pytest.mark.parametrize("field", ["min_accuracy", "min_roc_auc", "min_recall", "min_pr_auc"])
+@pytest.mark.parametrize(
+    "field", ["min_accuracy", "min_roc_auc", "min_recall", "min_precision", "min_pr_auc"]
+)
 @pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "0.8", True])
 def test_policy_rejects_out_of_range_minimums_naming_the_field(field: str, bad: object) -> None:
     with pytest.raises(ValueError, match=rf"GatePolicy\.{field} must be a number in \[0, 1\]"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -106,6 +107,55 @@ def test_v1_scores_follow_the_threshold(registered: Path, settings: Settings) ->
     assert 0.0 < answer["fraud_probability"] < 1.0
     assert answer["is_fraud"] is True
     assert answer["model_version"] == 1
+
+
+def _decide(predictor: FraudPredictor, rows: list[dict[str, float]]) -> list[dict[str, Any]]:
+    matrix = asyncio.run(predictor.preprocess({"instances": rows}))
+    return list(asyncio.run(predictor.predict(matrix))["predictions"])
+
+
+def test_the_predictor_decides_with_the_threshold_recorded_with_the_version(
+    tmp_path: Path, settings: Settings
+) -> None:
+    from kaizen.evaluation.threshold import TAG_DECISION_THRESHOLD
+
+    export = export_tiny_model(tmp_path / "export", FEATURES)
+    rows = [dict(zip(FEATURES, values, strict=True)) for values in _frame(40, 11)[FEATURES].values]
+    # Unrecorded first: the documented default, 0.5.
+    register_challenger(
+        export,
+        run_id=PipelineRunTracker("run-plain", settings=settings).round_run_id(0),
+        settings=settings,
+    )
+    plain = FraudPredictor(alias=1, settings=settings)
+    plain.load()
+    scores = [p["fraud_probability"] for p in _decide(plain, rows)]
+    # A threshold that decides some of these rows differently from 0.5.
+    at_half = [s >= 0.5 for s in scores]
+    recorded = next(
+        q
+        for q in (float(np.quantile(scores, 0.25)), float(np.quantile(scores, 0.75)))
+        if [s >= q for s in scores] != at_half
+    )
+    register_challenger(
+        export,
+        run_id=PipelineRunTracker("run-tagged", settings=settings).round_run_id(0),
+        settings=settings,
+        tags={TAG_DECISION_THRESHOLD: repr(recorded)},
+    )
+    tagged = FraudPredictor(alias=2, settings=settings)
+    tagged.load()
+    override = FraudPredictor(alias=2, threshold=0.0, settings=settings)
+    override.load()
+
+    assert plain.threshold == 0.5
+    assert [p["is_fraud"] for p in _decide(plain, rows)] == [s >= 0.5 for s in scores]
+    assert tagged.threshold == recorded
+    decided = [p["is_fraud"] for p in _decide(tagged, rows)]
+    assert decided == [s >= recorded for s in scores]
+    assert decided != [s >= 0.5 for s in scores]  # the recorded threshold made a difference
+    assert override.threshold == 0.0  # the server's --threshold still wins
+    assert all(p["is_fraud"] for p in _decide(override, rows))
 
 
 def test_a_binary_v2_tensor_with_nan_is_rejected_naming_row_and_feature(
