@@ -39,6 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -516,8 +517,27 @@ class ModelRegistry:
             # Also finishes a registration interrupted before its aliases were set.
             self._settle_aliases()
             for marked in {run_id, str(parent.info.run_id)}:
-                self._client.set_tag(marked, TAG_REGISTERED_VERSION, str(number))
+                self._set_tag_racing(marked, TAG_REGISTERED_VERSION, str(number))
             return replace(self.get(number), existing=existing is not None)
+
+    def _set_tag_racing(self, run_id: str, key: str, value: str) -> None:
+        """``set_tag`` that survives another host tagging the same run at the same moment.
+
+        MLflow's tracking server upserts a tag by reading then inserting; two hosts tagging
+        one run at once make the second insert fail with a unique-constraint error, although
+        the tag is there. Tagging again then updates the row; the last value wins, as with
+        any tag.
+        """
+        for attempt in range(1, 6):
+            try:
+                self._client.set_tag(run_id, key, value)
+                return
+            except Exception as error:
+                if "UNIQUE constraint" not in str(error) and "IntegrityError" not in str(error):
+                    raise
+                if attempt == 5:
+                    raise
+                time.sleep(0.1 * attempt)
 
     def _settle_aliases(self) -> None:
         """Set ``champion`` (when there is none yet) and ``challenger`` by the rules.
