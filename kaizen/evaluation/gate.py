@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol, SupportsFloat, runtime_checkable
 
 import numpy as np
 
-from kaizen.evaluation.metrics import EvaluationResult
+from kaizen.evaluation.metrics import EvaluationResult, known_fields_only
 
 Operator = Literal[">=", "<="]
 
@@ -266,13 +266,7 @@ class GatePolicy:
         Raises:
             ValueError: An unknown key or an invalid value.
         """
-        known = {item.name for item in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown GatePolicy field(s) {unknown}; expected some of {sorted(known)}"
-            )
-        return cls(**dict(data))
+        return cls(**known_fields_only(cls, data))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ Conventions used everywhere in Kaizen's evaluation:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -374,3 +375,19 @@ def evaluate_scores(
             thresholds=_floats(pr_thresholds[keep_pr]),
         ),
     )
+
+
+def known_fields_only(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` as keyword arguments of dataclass ``cls``, refusing keys it does not have (a
+    typo would otherwise be ignored).
+
+    Raises:
+        ValueError: naming the unknown keys and the known ones.
+    """
+    known = {item.name for item in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field(s) {unknown}; expected some of {sorted(known)}"
+        )
+    return dict(data)

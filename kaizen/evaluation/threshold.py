@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from kaizen.evaluation.metrics import validate_inputs
+from kaizen.evaluation.metrics import known_fields_only, validate_inputs
 
 POLICIES: tuple[str, ...] = ("recall", "cost", "fixed")
 DEFAULT_THRESHOLD = 0.5
@@ -100,13 +100,7 @@ class ThresholdPolicy:
         Raises:
             ValueError: An unknown key or an invalid value.
         """
-        known = {item.name for item in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown ThresholdPolicy field(s) {unknown}; expected some of {sorted(known)}"
-            )
-        return cls(**dict(data))
+        return cls(**known_fields_only(cls, data))
 
 
 @dataclass(frozen=True)

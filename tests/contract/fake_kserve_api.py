@@ -52,7 +52,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.contract.fake_kube_api import RecordedRequest, _handler_for, status_object
+from tests.contract.fake_kube_api import RecordedRequest, _Fault, _handler_for, status_object
 
 CRD_FILE = (
     Path(__file__).resolve().parents[1]
@@ -120,16 +120,6 @@ class _Rollout:
 class _Identity:
     user: str
     permissions: frozenset[str]
-
-
-@dataclass
-class _Fault:
-    method: str
-    resource: str
-    code: int
-    reason: str
-    message: str
-    remaining: int | None
 
 
 @dataclass
